@@ -1,0 +1,119 @@
+// Shared helpers for the benchmarks in bench/: interleaved median timing,
+// peak resident memory of one measurement, and a plain table printer.
+// Benchmarks report ratios measured side by side in one run; they never
+// assert times (the machines are shared and noisy).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace mixlab::bench {
+
+inline void sync(torch::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
+
+// Medians (seconds) of several candidates, timed in interleaved rounds so that
+// a slow period of the machine hits all of them alike.
+inline std::vector<double> interleaved_medians(const std::vector<std::function<void()>>& candidates, int rounds,
+                                               torch::Device device = torch::kCPU) {
+  for (const auto& c : candidates) c(), sync(device);  // warm-up
+  std::vector<std::vector<double>> times(candidates.size());
+  for (int r = 0; r < rounds; ++r)
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      candidates[i]();
+      sync(device);
+      times[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  std::vector<double> medians;
+  for (auto& t : times) {
+    std::nth_element(t.begin(), t.begin() + static_cast<long>(t.size() / 2), t.end());
+    medians.push_back(t[t.size() / 2]);
+  }
+  return medians;
+}
+
+// Linux keeps a per-process resident high-water mark (VmHWM); writing "5" to
+// clear_refs resets it, so the peak of one measurement can be read afterwards.
+inline void reset_peak_rss() {
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+inline double peak_rss_mib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0.0;
+}
+
+inline double current_rss_mib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0.0;
+}
+
+// Peak resident memory above the starting level while `fn` runs (MiB).
+inline double peak_extra_mib(const std::function<void()>& fn) {
+  double base = current_rss_mib();
+  reset_peak_rss();
+  fn();
+  return std::max(0.0, peak_rss_mib() - base);
+}
+
+// A table printed as aligned text (and optionally as Markdown to a file).
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) : header_(std::move(header)) {}
+  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  void print(std::ostream& out = std::cout) const {
+    std::vector<size_t> w(header_.size());
+    for (size_t i = 0; i < header_.size(); ++i) w[i] = header_[i].size();
+    for (const auto& r : rows_)
+      for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+    auto line = [&](const std::vector<std::string>& r) {
+      for (size_t i = 0; i < r.size(); ++i) out << std::left << std::setw(static_cast<int>(w[i]) + 2) << r[i];
+      out << "\n";
+    };
+    line(header_);
+    for (const auto& r : rows_) line(r);
+  }
+  void write_markdown(const std::string& path) const {
+    std::ofstream out(path);
+    auto line = [&](const std::vector<std::string>& r) {
+      out << "|";
+      for (const auto& c : r) out << " " << c << " |";
+      out << "\n";
+    };
+    line(header_);
+    out << "|";
+    for (size_t i = 0; i < header_.size(); ++i) out << "---|";
+    out << "\n";
+    for (const auto& r : rows_) line(r);
+  }
+
+ private:
+  std::vector<std::string> header_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+inline std::string fmt(double v, int precision = 3) {
+  std::ostringstream s;
+  s << std::setprecision(precision) << v;
+  return s.str();
+}
+
+}  // namespace mixlab::bench

@@ -1,0 +1,87 @@
+// mixlab/testing.hpp -- helpers for a plugin's own checks (family invariants).
+//
+// A check builds modules directly (it runs inside the plugin library), gives
+// them parameters from their specs, and compares results with one metric:
+// the largest absolute difference scaled by max(1, max|reference|).
+#pragma once
+
+#include <mixlab/plugin.hpp>
+
+#include <sstream>
+
+namespace mixlab::testing {
+
+// Largest |a - b| divided by max(1, max|b|): absolute for small values, relative for large.
+inline double scaled_max_error(const torch::Tensor& a, const torch::Tensor& b) {
+  auto a64 = a.detach().to(torch::kCPU, torch::kFloat64);
+  auto b64 = b.detach().to(torch::kCPU, torch::kFloat64);
+  if (a64.sizes() != b64.sizes()) return std::numeric_limits<double>::infinity();
+  if (a64.numel() == 0) return 0.0;
+  double scale = std::max(1.0, b64.abs().max().item<double>());
+  return (a64 - b64).abs().max().item<double>() / scale;
+}
+
+// rms(a - b) / (rms(b) + 1e-12), the metric flash-linear-attention uses.
+inline double relative_rms(const torch::Tensor& a, const torch::Tensor& b) {
+  auto a64 = a.detach().to(torch::kCPU, torch::kFloat64);
+  auto b64 = b.detach().to(torch::kCPU, torch::kFloat64);
+  return (a64 - b64).pow(2).mean().sqrt().item<double>() / (b64.pow(2).mean().sqrt().item<double>() + 1e-12);
+}
+
+// Parameters for `module` from its specs, deterministic from `seed`. NORMAL
+// specs without a std get `default_std`.
+inline Params make_params(const Module& module, torch::ScalarType dtype, uint64_t seed, double default_std = 0.2) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> tensors;
+  for (const auto& spec : module.params()) {
+    auto t = torch::empty(spec.shape, torch::kFloat64);
+    switch (spec.init) {
+      case MIXLAB_INIT_ZEROS: t.zero_(); break;
+      case MIXLAB_INIT_ONES: t.fill_(1.0); break;
+      case MIXLAB_INIT_CONSTANT: t.fill_(spec.a); break;
+      case MIXLAB_INIT_NORMAL: t.normal_(spec.a, spec.b > 0 ? spec.b : default_std, gen); break;
+      case MIXLAB_INIT_UNIFORM: t.uniform_(spec.a, spec.b, gen); break;
+      case MIXLAB_INIT_PLUGIN: module.init_param(spec.name, t, gen); break;
+    }
+    names.push_back(spec.name);
+    tensors.push_back(t.to(dtype));
+  }
+  return Params(std::move(names), std::move(tensors));
+}
+
+// The same parameters, detached and set to require grad, so a check can call backward.
+inline Params with_grad(const Params& p) {
+  std::vector<torch::Tensor> tensors;
+  for (const auto& t : p.tensors()) tensors.push_back(t.detach().clone().requires_grad_(true));
+  return Params(p.names(), std::move(tensors));
+}
+
+inline CreateArgs args(int64_t d_model, int64_t max_seq_len, const std::string& config_json) {
+  return CreateArgs{d_model, max_seq_len, Config(config_json)};
+}
+
+// Pass when error <= tolerance; the message names what was compared.
+inline CheckResult expect_close(const std::string& what, double error, double tolerance) {
+  std::ostringstream msg;
+  msg << what << ": scaled max error " << error << " (tolerance " << tolerance << ")";
+  return CheckResult{error <= tolerance, error, tolerance, msg.str()};
+}
+
+// Combine several results: passes when all pass; reports the worst ratio error/tolerance.
+inline CheckResult all_of(const std::vector<CheckResult>& results) {
+  CheckResult out{true, 0.0, 0.0, ""};
+  double worst = -1;
+  for (const auto& r : results) {
+    out.passed = out.passed && r.passed;
+    double ratio = r.tolerance > 0 ? r.error / r.tolerance : (r.error > 0 ? 1e300 : 0);
+    if (ratio > worst) worst = ratio, out.error = r.error, out.tolerance = r.tolerance;
+    if (!r.passed || results.size() == 1) out.message += (out.message.empty() ? "" : "; ") + r.message;
+  }
+  if (out.passed && results.size() > 1)
+    out.message = std::to_string(results.size()) + " comparisons passed; worst: " + std::to_string(out.error) +
+                  " (tolerance " + std::to_string(out.tolerance) + ")";
+  return out;
+}
+
+}  // namespace mixlab::testing

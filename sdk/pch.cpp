@@ -1,0 +1,1 @@
+// Compiles the precompiled LibTorch header that every mixlab target reuses.
