@@ -9,15 +9,12 @@
 
 namespace mixlab::cli {
 
-// Options every command shares.
-struct Global {
-  std::vector<std::string> plugin_paths;  // --plugin-path, added to the search path
-};
-
 // A command returns the process exit code.
 using Action = std::function<int()>;
 
-void add_plugins_command(CLI::App& app, const Global& global, Action& action);
-void add_conformance_commands(CLI::App& app, const Global& global, Action& action);
+void add_plugins_command(CLI::App& app, Action& action);
+void add_conformance_commands(CLI::App& app, Action& action);
+void add_experiment_commands(CLI::App& app, Action& action);
+void add_model_commands(CLI::App& app, Action& action);
 
 }  // namespace mixlab::cli

@@ -18,7 +18,7 @@ std::vector<std::string> split(const std::string& s) {
 
 }  // namespace
 
-void add_conformance_commands(CLI::App& app, const Global& global, Action& action) {
+void add_conformance_commands(CLI::App& app, Action& action) {
   static conformance::RunnerOptions opts;
   static std::string impl, dtypes = "float64,float32", only, junit;
   auto* cmd = app.add_subcommand("conformance", "run the conformance suite against a plugin (name or .so path)");
@@ -38,12 +38,6 @@ void add_conformance_commands(CLI::App& app, const Global& global, Action& actio
       if (!junit.empty()) opts.junit = junit;
       opts.base.dtypes = split(dtypes);
       opts.only = split(only);
-      if (!global.plugin_paths.empty()) {
-        std::string env;
-        for (const auto& p : global.plugin_paths) env += (env.empty() ? "" : ":") + p;
-        if (const char* old = std::getenv("MIXLAB_PLUGIN_PATH")) env += std::string(":") + old;
-        setenv("MIXLAB_PLUGIN_PATH", env.c_str(), 1);
-      }
       return conformance::run_conformance(opts);
     };
   });

@@ -1,5 +1,6 @@
 // host: the mixlab command line.
 #include "cli/commands.hpp"
+#include "experiment/loader.hpp"
 
 
 
@@ -8,18 +9,32 @@
 int main(int argc, char** argv) {
   CLI::App app{"mixlab host: compose, train, evaluate and compare language-model architectures from plugins"};
   app.require_subcommand(1);
-  mixlab::cli::Global global;
-  app.add_option("--plugin-path", global.plugin_paths, "extra folder(s) to search for plugins")->type_name("DIR");
+  app.fallthrough();  // global options may follow the subcommand
+  std::vector<std::string> plugin_paths;
+  app.add_option("--plugin-path", plugin_paths, "extra folder(s) to search for plugins")->type_name("DIR");
   mixlab::cli::Action action;
-  mixlab::cli::add_plugins_command(app, global, action);
-  mixlab::cli::add_conformance_commands(app, global, action);
+  mixlab::cli::add_experiment_commands(app, action);
+  mixlab::cli::add_model_commands(app, action);
+  mixlab::cli::add_plugins_command(app, action);
+  mixlab::cli::add_conformance_commands(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // --plugin-path folders join MIXLAB_PLUGIN_PATH, which every registry searches.
+  if (!plugin_paths.empty()) {
+    std::string env;
+    for (const auto& p : plugin_paths) env += (env.empty() ? "" : ":") + p;
+    if (const char* old = std::getenv("MIXLAB_PLUGIN_PATH")) env += std::string(":") + old;
+    setenv("MIXLAB_PLUGIN_PATH", env.c_str(), 1);
+  }
   try {
     return action();
+  } catch (const mixlab::ExperimentError& e) {
+    for (const auto& d : e.diagnostics()) std::cerr << d.str() << "\n";
+    std::cerr << e.diagnostics().size() << " problem" << (e.diagnostics().size() == 1 ? "" : "s") << " found\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << std::endl;
     return 1;

@@ -9,12 +9,6 @@
 
 namespace mixlab::cli {
 
-Registry discover(const Global& global) {
-  Registry r = Registry::discover();
-  for (const auto& p : global.plugin_paths) r.add_folder(p);
-  return r;
-}
-
 std::string capabilities(uint64_t caps) {
   std::vector<std::pair<uint64_t, const char*>> names{
       {MIXLAB_CAP_CPU, "cpu"},           {MIXLAB_CAP_CUDA, "cuda"},       {MIXLAB_CAP_FLOAT32, "f32"},
@@ -29,8 +23,8 @@ std::string capabilities(uint64_t caps) {
 
 namespace {
 
-int list_plugins(const Global& global) {
-  Registry r = discover(global);
+int list_plugins() {
+  Registry r = Registry::discover();
   std::cout << std::left << std::setw(7) << "FAMILY" << std::setw(12) << "NAME" << std::setw(12) << "IMPL"
             << std::setw(9) << "VERSION" << std::setw(5) << "ABI" << std::setw(54) << "CAPABILITIES" << "FILE\n";
   for (const auto& ref : r.impls()) {
@@ -49,9 +43,9 @@ int list_plugins(const Global& global) {
   return 0;
 }
 
-int plugin_info(const Global& global, const Selector& sel, const std::string& config, int64_t d_model,
+int plugin_info(const Selector& sel, const std::string& config, int64_t d_model,
                 int64_t max_seq_len) {
-  Registry r = discover(global);
+  Registry r = Registry::discover();
   ImplRef ref = r.select(sel);
   auto inst = PluginInstance::create(ref, d_model, max_seq_len, config);
   std::cout << ref.label() << " (" << ref.family() << ")  " << ref.impl->description << "\n"
@@ -88,7 +82,7 @@ int plugin_info(const Global& global, const Selector& sel, const std::string& co
 
 }  // namespace
 
-void add_plugins_command(CLI::App& app, const Global& global, Action& action) {
+void add_plugins_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("plugins", "list the plugins found on the search path");
   auto* info = cmd->add_subcommand("info", "show one implementation: parameters, side outputs, cost");
   struct InfoArgs {
@@ -107,11 +101,11 @@ void add_plugins_command(CLI::App& app, const Global& global, Action& action) {
     action = [&] {
       if (!a.impl.empty()) a.sel.impl = a.impl;
       if (!a.version.empty()) a.sel.version = a.version;
-      return plugin_info(global, a.sel, a.config, a.d_model, a.max_seq_len);
+      return plugin_info(a.sel, a.config, a.d_model, a.max_seq_len);
     };
   });
   cmd->callback([&, info] {
-    if (!info->parsed()) action = [&] { return list_plugins(global); };
+    if (!info->parsed()) action = [&] { return list_plugins(); };
   });
 }
 

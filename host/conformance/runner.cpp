@@ -134,7 +134,8 @@ std::vector<Outcome> run_subject(const Subject& s, std::vector<std::string> chec
       o.message = (*msg)["message"];
       o.seconds = (*msg)["seconds"];
       outcomes.push_back(o);
-      checks.erase(std::find(checks.begin(), checks.end(), o.check));
+      auto done = std::find(checks.begin(), checks.end(), o.check);
+      if (done != checks.end()) checks.erase(done);
       current.clear();
     }
     std::string how = worker.finish(timed_out);
@@ -147,7 +148,8 @@ std::vector<Outcome> run_subject(const Subject& s, std::vector<std::string> chec
     o.message = timed_out ? "hung: no result after " + std::to_string(static_cast<int>(timeout_s)) + " s (worker killed)"
                           : "the worker process died in this check: " + how;
     outcomes.push_back(o);
-    checks.erase(std::find(checks.begin(), checks.end(), current));
+    auto died = std::find(checks.begin(), checks.end(), current);
+    checks.erase(died != checks.end() ? died : checks.begin());
   }
   return outcomes;
 }

@@ -36,10 +36,11 @@ variable_list run_forward(PluginInstance& inst, const torch::Tensor& x, const st
                           const CallOptions& options, mixlab_saved** saved) {
   auto y = torch::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
   std::vector<torch::Tensor> side;
-  for (const auto& s : inst.sides()) {
-    auto opts = x.options().dtype(torch::kFloat32);
-    side.push_back(torch::zeros(s.shape, opts));
-  }
+  // Aux losses carry gradients: at least float32, float64 for float64 inputs (finite
+  // differences need it). Statistics are float32.
+  auto aux_dtype = torch::promote_types(x.scalar_type(), torch::kFloat32);
+  for (const auto& s : inst.sides())
+    side.push_back(torch::zeros(s.shape, x.options().dtype(s.kind == MIXLAB_SIDE_AUX_LOSS ? aux_dtype : torch::kFloat32)));
   DLTensor xv = dl_view(x), yv = dl_view(y);
   DLViews pv(params), sv(side);
   mixlab_call call = make_call(options, saved != nullptr);
@@ -80,7 +81,8 @@ struct PluginFunction : public torch::autograd::Function<PluginFunction> {
     std::vector<torch::Tensor> grad_aux;
     for (size_t i = 0; i < inst.n_aux(); ++i) {
       const auto& g = grad_outputs[1 + i];
-      grad_aux.push_back(g.defined() ? g.to(torch::kFloat32).contiguous() : torch::zeros({}, x.options().dtype(torch::kFloat32)));
+      auto dtype = torch::promote_types(x.scalar_type(), torch::kFloat32);
+      grad_aux.push_back(g.defined() ? g.to(dtype).contiguous() : torch::zeros({}, x.options().dtype(dtype)));
     }
     torch::Tensor grad_x = ctx->needs_input_grad(0) ? torch::empty_like(x, at::MemoryFormat::Contiguous) : torch::Tensor();
     std::vector<torch::Tensor> grad_params(params.size());

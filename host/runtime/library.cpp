@@ -91,6 +91,11 @@ std::shared_ptr<PluginLibrary> PluginLibrary::load(const std::filesystem::path& 
   for (int i = 0; i < d->n_impls; ++i) validate_impl(name, d->impls[i], i);
   if (d->n_checks > 0 && (!d->check_names || !d->run_check))
     throw LoadError(name + ": declares checks but check_names or run_check is null");
+  for (int i = 0; i < d->n_checks; ++i) {
+    std::string check = d->check_names[i] ? d->check_names[i] : "";
+    if (check.empty() || check.find_first_of(", \t\n") != std::string::npos)
+      throw LoadError(name + ": check name \"" + check + "\" must be non-empty without spaces or commas");
+  }
   lib->handle_ = std::move(handle);
   lib->descriptor_ = d;
   return lib;

@@ -26,13 +26,36 @@ inline torch::Tensor activate(const torch::Tensor& h, const std::string& activat
   return torch::silu(h);  // silu, swiglu
 }
 
-// y = W_out act(W_in x + b_in) [* (W_gate x + b_gate)] + b_out. Undefined tensors are absent.
+// y = W_out act(W_in x + b_in) [* (W_gate x + b_gate)] + b_out, with `project(v, w, b)` the
+// linear map; undefined tensors are absent. One body for the single and the stacked form.
+template <class Project>
+torch::Tensor apply_with(const Project& project, const torch::Tensor& x, const std::string& activation,
+                         const torch::Tensor& w_in, const torch::Tensor& b_in, const torch::Tensor& w_gate,
+                         const torch::Tensor& b_gate, const torch::Tensor& w_out, const torch::Tensor& b_out) {
+  auto h = activate(project(x, w_in, b_in), activation);
+  if (is_gated(activation)) h = h * project(x, w_gate, b_gate);
+  return project(h, w_out, b_out);
+}
+
+// One FFN: weights (hidden, d) and (d, hidden), x (..., d).
 inline torch::Tensor apply(const torch::Tensor& x, const std::string& activation, const torch::Tensor& w_in,
                            const torch::Tensor& b_in, const torch::Tensor& w_gate, const torch::Tensor& b_gate,
                            const torch::Tensor& w_out, const torch::Tensor& b_out) {
-  auto h = activate(torch::linear(x, w_in, b_in), activation);
-  if (is_gated(activation)) h = h * torch::linear(x, w_gate, b_gate);
-  return torch::linear(h, w_out, b_out);
+  auto linear = [](const torch::Tensor& v, const torch::Tensor& w, const torch::Tensor& b) {
+    return torch::linear(v, w, b);
+  };
+  return apply_with(linear, x, activation, w_in, b_in, w_gate, b_gate, w_out, b_out);
+}
+
+// E FFNs without biases at once: weights stacked (E, hidden, d) and (E, d, hidden),
+// x (N, d); returns (E, N, d), every FFN applied to every row.
+inline torch::Tensor apply_stacked(const torch::Tensor& x, const std::string& activation, const torch::Tensor& w_in,
+                                   const torch::Tensor& w_gate, const torch::Tensor& w_out) {
+  auto batched = [](const torch::Tensor& v, const torch::Tensor& w, const torch::Tensor&) {
+    return torch::matmul(v, w.transpose(-1, -2));
+  };
+  torch::Tensor none;
+  return apply_with(batched, x, activation, w_in, none, w_gate, none, w_out, none);
 }
 
 }  // namespace mixlab::ffn

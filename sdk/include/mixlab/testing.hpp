@@ -78,9 +78,11 @@ inline CheckResult all_of(const std::vector<CheckResult>& results) {
     if (ratio > worst) worst = ratio, out.error = r.error, out.tolerance = r.tolerance;
     if (!r.passed || results.size() == 1) out.message += (out.message.empty() ? "" : "; ") + r.message;
   }
-  if (out.passed && results.size() > 1)
-    out.message = std::to_string(results.size()) + " comparisons passed; worst: " + std::to_string(out.error) +
-                  " (tolerance " + std::to_string(out.tolerance) + ")";
+  if (out.passed && results.size() > 1) {
+    std::ostringstream msg;
+    msg << results.size() << " comparisons passed; worst: " << out.error << " (tolerance " << out.tolerance << ")";
+    out.message = msg.str();
+  }
   return out;
 }
 

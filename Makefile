@@ -1,0 +1,32 @@
+# mixlab: the two entry points are `make run` and `make test`; both install
+# what is missing first (scripts/deps.sh) and build incrementally.
+BUILD   ?= build
+EXP     ?= experiments/quickstart.toml
+PREFIX  ?= $(CURDIR)/$(BUILD)/install
+JOBS    ?= $(shell nproc)
+ARGS    ?=
+
+.PHONY: deps configure build test run install clean
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -G Ninja -B $(BUILD) -DCMAKE_BUILD_TYPE=Release .
+
+configure: deps $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) $(ARGS)
+
+run: build
+	./$(BUILD)/host run $(EXP) $(ARGS)
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD)

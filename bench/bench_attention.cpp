@@ -1,0 +1,127 @@
+// Attention implementations side by side: reference (T x T scores), flash
+// (tiled online softmax, recomputing backward) and sdpa (LibTorch's fused
+// kernel), loaded through the plugin ABI as a run loads them. For each T:
+// forward time, forward+backward time, and peak extra resident memory of a
+// forward+backward; memory per doubling of T shows flash linear, reference
+// quadratic.
+//
+//   bench_attention [--max-t 2048] [--rounds 3] [--d-model 256] [--heads 4]
+//                   [--window W] [--tile N] [--plugins DIR] [--markdown FILE]
+#include "bench_util.hpp"
+
+#include "runtime/instance.hpp"
+#include "runtime/registry.hpp"
+
+#include <filesystem>
+
+#include <malloc.h>
+
+using namespace mixlab;
+using namespace mixlab::bench;
+
+namespace {
+
+struct Options {
+  int64_t max_t = 2048;
+  int rounds = 3;
+  int64_t d_model = 256;
+  int64_t heads = 4;
+  int64_t window = 0;
+  int64_t tile = 0;  // 0: the plugin's default flash_tile
+  std::filesystem::path plugins = std::filesystem::canonical("/proc/self/exe").parent_path().parent_path() / "plugins";
+  std::string markdown;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--max-t") o.max_t = std::stoll(value());
+    else if (a == "--rounds") o.rounds = std::stoi(value());
+    else if (a == "--d-model") o.d_model = std::stoll(value());
+    else if (a == "--heads") o.heads = std::stoll(value());
+    else if (a == "--window") o.window = std::stoll(value());
+    else if (a == "--tile") o.tile = std::stoll(value());
+    else if (a == "--plugins") o.plugins = value();
+    else if (a == "--markdown") o.markdown = value();
+    else throw std::runtime_error("unknown argument " + a + " (see the comment at the top of bench_attention.cpp)");
+  }
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Options o = parse(argc, argv);
+  torch::manual_seed(0);
+  Registry registry;
+  registry.add_folder(o.plugins);
+  std::string config = "{\"n_heads\": " + std::to_string(o.heads) +
+                       (o.window > 0 ? ", \"window\": " + std::to_string(o.window) : "") +
+                       (o.tile > 0 ? ", \"flash_tile\": " + std::to_string(o.tile) : "") + "}";
+  const std::vector<std::string> impls{"reference", "flash", "sdpa"};
+  std::vector<std::shared_ptr<PluginInstance>> instances;
+  std::vector<std::vector<torch::Tensor>> params;
+  for (const auto& impl : impls) {
+    instances.push_back(PluginInstance::create(registry.select({"attention", impl, std::nullopt}), o.d_model,
+                                               o.max_t, config));
+    params.push_back(instances.back()->init_params(torch::kFloat32, torch::kCPU, 1, 0.02));
+  }
+  std::cout << "attention, float32, CPU, batch 1, d_model " << o.d_model << ", config " << config << ", "
+            << torch::get_num_threads() << " threads, median of " << o.rounds << " interleaved rounds\n\n";
+
+  // Two passes: times with the allocator as a run has it; then memory with
+  // every buffer of a page or more mmapped and free heap pages trimmed, so
+  // that the resident high-water mark of one call measures that call.
+  std::vector<int64_t> lengths;
+  for (int64_t T = 256; T <= o.max_t; T *= 2) lengths.push_back(T);
+  auto candidates = [&](int64_t T, bool train) {
+    auto x = torch::randn({1, T, o.d_model}), gy = torch::randn({1, T, o.d_model});
+    std::vector<std::function<void()>> out;
+    for (size_t i = 0; i < impls.size(); ++i)
+      out.push_back([&, i, x, gy, train] {
+        if (!train) {
+          torch::NoGradGuard no_grad;
+          instances[i]->forward(x, params[i]);
+          return;
+        }
+        auto xg = x.clone().requires_grad_(true);
+        (instances[i]->forward(xg, params[i]).y * gy).sum().backward();
+        for (auto& p : params[i]) p.mutable_grad() = torch::Tensor();
+      });
+    return out;
+  };
+  std::vector<std::vector<double>> fwd, train, mib;
+  for (int64_t T : lengths) {
+    fwd.push_back(interleaved_medians(candidates(T, false), o.rounds));
+    train.push_back(interleaved_medians(candidates(T, true), o.rounds));
+    std::cerr << "timed T=" << T << "\n";
+  }
+  mallopt(M_MMAP_THRESHOLD, 4096);
+  for (int64_t T : lengths) {
+    mib.emplace_back();
+    for (auto& c : candidates(T, true)) {
+      malloc_trim(0);  // free heap pages the timing pass left resident
+      mib.back().push_back(peak_extra_mib(c));
+    }
+  }
+
+  Table table({"T", "impl", "fwd ms", "fwd+bwd ms", "fwd+bwd vs reference", "peak extra MiB", "MiB x per 2x T"});
+  for (size_t t = 0; t < lengths.size(); ++t)
+    for (size_t i = 0; i < impls.size(); ++i)
+      table.add({std::to_string(lengths[t]), impls[i], fmt(fwd[t][i] * 1e3), fmt(train[t][i] * 1e3),
+                 fmt(train[t][i] / train[t][0], 2), fmt(mib[t][i], 4),
+                 t == 0 || mib[t - 1][i] <= 0 ? "-" : fmt(mib[t][i] / mib[t - 1][i], 3)});
+  table.print();
+  std::cout << "\npeak extra MiB: resident high-water mark of one forward+backward above the level before it.\n"
+               "MiB x per 2x T: that over the same at T/2 (2 = linear in T, 4 = quadratic).\n";
+  if (!o.markdown.empty()) table.write_markdown(o.markdown);
+  return 0;
+} catch (const std::exception& e) {
+  std::cerr << "bench_attention: " << e.what() << "\n";
+  return 1;
+}

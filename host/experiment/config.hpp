@@ -1,0 +1,119 @@
+// The experiment: every setting of a run, one struct per TOML section. The
+// defaults written here are the defaults (schema.cpp reads them back for the
+// docs and for `host validate`); schema.cpp also holds the allowed values.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mixlab {
+
+// Where a value came from, for error messages ("file:line:col").
+struct SourcePos {
+  std::string file;
+  int64_t line = 0;
+  int64_t column = 0;
+  std::string str() const;
+};
+
+// A mixer or FFN of a layer: which plugin, and its own config (as JSON).
+struct PluginChoice {
+  std::string plugin;
+  std::optional<std::string> impl;
+  std::optional<std::string> version;
+  nlohmann::json config = nlohmann::json::object();
+  SourcePos pos;                             // the table
+  std::map<std::string, SourcePos> key_pos;  // each config key
+  std::string label() const;                 // "plugin[/impl][@version]"
+};
+
+struct LayerTemplate {
+  PluginChoice mixer;
+  PluginChoice ffn;
+};
+
+struct ScheduleEntry {
+  std::string template_name;
+  int64_t repeat = 1;
+  SourcePos pos;
+};
+
+struct ExperimentConfig {
+  struct Job {
+    std::string name = "experiment";
+    uint64_t seed = 0;
+    std::string description;
+    std::string output_dir;                // "": runs/<name>-<utc>-<id>
+    std::vector<std::string> plugin_path;  // extra plugin folders
+    int64_t target_params = 0;             // 0: none; explain reports the distance
+  } job;
+  struct Model {
+    int64_t d_model = 0;  // required
+    int64_t max_seq_len = 0;  // required
+    std::string norm = "rmsnorm";
+    std::string norm_position = "pre";
+    double norm_eps = 1e-5;
+    bool tie_embeddings = true;
+    std::string positional = "none";
+    double dropout = 0.0;
+    double init_std = 0.02;
+    std::map<std::string, LayerTemplate> templates;
+    std::vector<ScheduleEntry> schedule;
+    std::map<int64_t, LayerTemplate> overrides;  // resolved per-layer replacements
+  } model;
+  struct Tokenizer {
+    std::string kind = "byte";
+    std::string model_type = "bpe";
+    int64_t vocab_size = 0;
+  } tokenizer;
+  struct Data {
+    std::string source;  // required
+    double val_fraction = 0.1;
+    int64_t seq_len = 0;  // required
+    std::map<std::string, double> options;
+    std::string cache_dir;  // "": $MIXLAB_CACHE or ~/.cache/mixlab
+  } data;
+  struct Optimizer {
+    double lr = 3e-3;
+    std::vector<double> betas{0.9, 0.95};
+    double eps = 1e-8;
+    double weight_decay = 0.1;
+  } optimizer;
+  struct LrScheduler {
+    std::string decay_type = "cosine";
+    int64_t warmup_steps = 0;
+    double min_lr_factor = 0.1;
+  } lr_scheduler;
+  struct Training {
+    int64_t steps = 0;  // required
+    int64_t batch_size = 8;
+    int64_t grad_accum_steps = 1;
+    double max_norm = 1.0;
+    std::string dtype = "float32";
+    std::string device = "cpu";
+    int64_t threads = 0;  // 0: all cores
+  } training;
+  struct Validation {
+    int64_t every = 100;
+    int64_t batches = 20;
+  } validation;
+  struct Checkpoint {
+    int64_t every = 0;  // 0: only at the end
+    int64_t keep_last = 2;
+  } checkpoint;
+  struct Metrics {
+    int64_t log_every = 10;
+  } metrics;
+
+  // The layers in order, with overrides applied.
+  std::vector<LayerTemplate> layers() const;
+  // Every setting as JSON (the resolved config in manifests and run folders).
+  nlohmann::json to_json() const;
+};
+
+}  // namespace mixlab

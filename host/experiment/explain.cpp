@@ -1,0 +1,98 @@
+#include "experiment/explain.hpp"
+
+#include "data/dataset.hpp"
+#include "model/model.hpp"
+
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+namespace mixlab {
+
+std::string human_count(double n) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(n >= 1e9 ? 2 : 1);
+  if (n >= 1e9) s << n / 1e9 << "B";
+  else if (n >= 1e6) s << n / 1e6 << "M";
+  else if (n >= 1e3) s << n / 1e3 << "K";
+  else s << std::setprecision(0) << n;
+  return s.str();
+}
+
+// The vocabulary size an experiment will have, without training a tokenizer.
+int64_t planned_vocab_size(const ExperimentConfig& c) {
+  if (c.tokenizer.kind == "sentencepiece") return c.tokenizer.vocab_size;
+  if (c.data.source == "builtin:mqar" || c.data.source == "builtin:copy") {
+    auto ds = data::Dataset::open({c.data.source, c.data.val_fraction, c.job.seed, c.data.options},
+                                  {c.tokenizer.kind, c.tokenizer.model_type, c.tokenizer.vocab_size}, "");
+    return ds->tokenizer().vocab_size();
+  }
+  return 256;
+}
+
+nlohmann::json explain_report(const ExperimentConfig& config, const Registry& registry) {
+  auto layers = create_layers(config, registry);
+  const int64_t d = config.model.d_model, vocab = planned_vocab_size(config), T = config.model.max_seq_len;
+  nlohmann::json rows = nlohmann::json::array();
+  double total = 0, active = 0, forward_flops = 0, state_bytes = 0;
+  bool grows = false;
+  const double norm_params = config.model.norm == "layernorm" ? 2.0 * d : 1.0 * d;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto mc = layers[i].mixer->cost(config.data.seq_len, 4), fc = layers[i].ffn->cost(config.data.seq_len, 4);
+    auto sc = layers[i].mixer->cost(T, 2);
+    double params = static_cast<double>(layers[i].mixer->n_parameters() + layers[i].ffn->n_parameters()) + 2 * norm_params;
+    total += params;
+    active += mc.active_params + fc.active_params + 2 * norm_params;
+    forward_flops += mc.forward_flops + fc.forward_flops;
+    state_bytes += sc.state_bytes;
+    grows = grows || sc.state_grows;
+    rows.push_back({{"index", i}, {"mixer", layers[i].mixer->ref().label()}, {"ffn", layers[i].ffn->ref().label()},
+                    {"params", params}, {"active_params", mc.active_params + fc.active_params + 2 * norm_params},
+                    {"decode_state_bytes", sc.state_bytes}, {"state_grows", static_cast<bool>(sc.state_grows)}});
+  }
+  double embed = static_cast<double>(vocab * d) + (config.model.positional == "learned" ? static_cast<double>(T * d) : 0.0);
+  double head = config.model.tie_embeddings ? 0.0 : static_cast<double>(vocab * d);
+  double final_norm = config.model.norm_position == "pre" ? norm_params : 0.0;
+  total += embed + head + final_norm;
+  active += embed + head + final_norm;
+  double train_flops = 3.0 * (forward_flops + 2.0 * static_cast<double>(d * vocab));
+  nlohmann::json report{{"layers", rows},
+                        {"vocab_size", vocab},
+                        {"params_total", total},
+                        {"params_active", active},
+                        {"params_embedding", embed + head},
+                        {"train_flops_per_token", train_flops},
+                        {"decode_state_bytes_bf16_at_max_seq_len", state_bytes},
+                        {"decode_state_bytes_per_token", state_bytes / static_cast<double>(T)},
+                        {"decode_state_grows", grows}};
+  if (config.job.target_params > 0)
+    report["target_params_deviation"] = (total - static_cast<double>(config.job.target_params)) /
+                                        static_cast<double>(config.job.target_params);
+  return report;
+}
+
+void print_explain(const ExperimentConfig& config, const nlohmann::json& r) {
+  std::cout << config.job.name << ": d_model " << config.model.d_model << ", max_seq_len " << config.model.max_seq_len
+            << ", vocab " << r["vocab_size"] << ", " << config.model.norm << " (" << config.model.norm_position
+            << "-norm)\n\n";
+  std::cout << std::left << std::setw(6) << "layer" << std::setw(34) << "mixer" << std::setw(26) << "ffn" << std::setw(10)
+            << "params" << std::setw(10) << "active" << "decode state (bf16, T=" << config.model.max_seq_len << ")\n";
+  for (const auto& row : r["layers"]) {
+    std::cout << std::left << std::setw(6) << row["index"].get<int>() << std::setw(34) << row["mixer"].get<std::string>()
+              << std::setw(26) << row["ffn"].get<std::string>() << std::setw(10) << human_count(row["params"])
+              << std::setw(10) << human_count(row["active_params"]) << human_count(row["decode_state_bytes"]) << "B"
+              << (row["state_grows"].get<bool>() ? " (grows with context)" : "") << "\n";
+  }
+  std::cout << "\nparameters: " << human_count(r["params_total"]) << " total, " << human_count(r["params_active"])
+            << " active per token, " << human_count(r["params_embedding"]) << " in embeddings/head\n"
+            << "training FLOPs per token: " << human_count(r["train_flops_per_token"]) << "\n"
+            << "decode state at max_seq_len: " << human_count(r["decode_state_bytes_bf16_at_max_seq_len"]) << "B per sequence ("
+            << human_count(r["decode_state_bytes_per_token"]) << "B per token)"
+            << (r["decode_state_grows"].get<bool>() ? ", grows with the context" : ", constant in the context") << "\n";
+  if (r.contains("target_params_deviation"))
+    std::cout << "target parameters: " << human_count(static_cast<double>(config.job.target_params)) << " ("
+              << std::showpos << std::fixed << std::setprecision(1) << 100.0 * r["target_params_deviation"].get<double>()
+              << std::noshowpos << "%)\n";
+}
+
+}  // namespace mixlab

@@ -1,0 +1,415 @@
+#include "experiment/loader.hpp"
+
+#include "experiment/schema.hpp"
+#include "runtime/host_api.hpp"
+#include "runtime/instance.hpp"
+#include "runtime/registry.hpp"
+
+#include <mixlab/plugin.hpp>  // mixlab::edit_distance, shared with plugins' config errors
+#include <toml++/toml.h>
+
+#include <set>
+#include <sstream>
+
+namespace mixlab {
+namespace {
+
+SourcePos pos_of(const toml::node& n, const std::string& fallback_file) {
+  const auto& src = n.source();
+  return SourcePos{src.path ? *src.path : fallback_file, static_cast<int64_t>(src.begin.line),
+                   static_cast<int64_t>(src.begin.column)};
+}
+
+std::string did_you_mean(const std::string& key, const std::vector<std::string>& known) {
+  std::string best;
+  size_t best_d = 3;
+  for (const auto& k : known) {
+    size_t d = edit_distance(key, k);
+    if (d < best_d) best_d = d, best = k;
+  }
+  return best.empty() ? "" : " (did you mean \"" + best + "\"?)";
+}
+
+class Loader {
+ public:
+  Loader(std::string file) : file_(std::move(file)) {}
+
+  void error(const toml::node* n, const std::string& field, const std::string& message) {
+    // A value set on the command line is reported as coming from there.
+    auto o = overridden_.find(field);
+    SourcePos pos = o != overridden_.end() ? SourcePos{"--set " + o->second, 0, 0}
+                    : n                    ? pos_of(*n, file_)
+                                           : SourcePos{file_, 0, 0};
+    diagnostics_.push_back(Diagnostic{pos, field, message});
+  }
+
+  // Inserts "a.b.c=value" into the table; the value is TOML ("3", "\"x\"", "[1, 2]") or a bare string.
+  void apply_override(toml::table& root, const std::string& assignment) {
+    std::string where = "--set " + assignment;
+    auto eq = assignment.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      diagnostics_.push_back(Diagnostic{SourcePos{"--set", 0, 0}, assignment, "expected key=value"});
+      return;
+    }
+    std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+    overridden_[key] = assignment;
+    toml::table parsed;
+    try {
+      parsed = toml::parse("value = " + text, where);
+    } catch (const toml::parse_error&) {
+      parsed = toml::parse("value = " + toml_quote(text), where);
+    }
+    std::vector<std::string> parts;
+    std::stringstream ss(key);
+    std::string part;
+    while (std::getline(ss, part, '.')) parts.push_back(part);
+    toml::node* cur = &root;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      if (auto* t = cur->as_table()) {
+        if (!t->contains(parts[i])) t->insert(parts[i], toml::table{});
+        cur = t->get(parts[i]);
+      } else if (auto* a = cur->as_array()) {
+        size_t idx = 0;
+        try {
+          idx = std::stoul(parts[i]);
+        } catch (...) {
+          idx = a->size();
+        }
+        if (idx >= a->size()) {
+          diagnostics_.push_back(Diagnostic{SourcePos{"--set", 0, 0}, key, "no element " + parts[i] + " in this list"});
+          return;
+        }
+        cur = a->get(idx);
+      } else {
+        diagnostics_.push_back(Diagnostic{SourcePos{"--set", 0, 0}, key, parts[i] + " is not a table"});
+        return;
+      }
+    }
+    if (auto* t = cur->as_table()) t->insert_or_assign(parts.back(), *parsed.get("value"));
+    else if (auto* a = cur->as_array(); a && std::all_of(parts.back().begin(), parts.back().end(), ::isdigit) &&
+                                          std::stoul(parts.back()) < a->size())
+      a->replace(a->begin() + static_cast<long>(std::stoul(parts.back())), *parsed.get("value"));
+    else diagnostics_.push_back(Diagnostic{SourcePos{"--set", 0, 0}, key, "cannot set a value here"});
+  }
+
+  static std::string toml_quote(const std::string& s) {
+    std::ostringstream out;
+    out << toml::value<std::string>(s);
+    return out.str();
+  }
+
+  PluginChoice read_choice(const toml::node& n, const std::string& field) {
+    PluginChoice c;
+    c.pos = pos_of(n, file_);
+    const auto* t = n.as_table();
+    if (!t) {
+      error(&n, field, "expected a table { plugin = \"...\", impl = \"...\", version = \"...\", ...plugin config }");
+      return c;
+    }
+    for (const auto& [k, v] : *t) {
+      std::string key(k.str());
+      if (key == "plugin" || key == "impl" || key == "version") {
+        if (!v.is_string()) {
+          error(&v, field + "." + key, "expected a string");
+          continue;
+        }
+        std::string s = v.as_string()->get();
+        if (key == "plugin") c.plugin = s;
+        else if (key == "impl") c.impl = s;
+        else c.version = s;
+        c.key_pos[key] = pos_of(v, file_);
+        continue;
+      }
+      std::ostringstream json;
+      json << toml::json_formatter{toml::table{{key, v}}};
+      c.config[key] = nlohmann::json::parse(json.str())[key];
+      c.key_pos[key] = pos_of(v, file_);
+    }
+    if (c.plugin.empty()) error(&n, field + ".plugin", "is required (the plugin's name, see `host plugins`)");
+    return c;
+  }
+
+  LayerTemplate read_template(const toml::node& n, const std::string& field) {
+    LayerTemplate t;
+    const auto* table = n.as_table();
+    if (!table) {
+      error(&n, field, "expected a table with mixer and ffn");
+      return t;
+    }
+    for (const auto& [k, v] : *table) {
+      std::string key(k.str());
+      if (key == "mixer") t.mixer = read_choice(v, field + ".mixer");
+      else if (key == "ffn") t.ffn = read_choice(v, field + ".ffn");
+      else if (key != "layer") error(&v, field + "." + key, "unknown key; expected mixer or ffn" + did_you_mean(key, {"mixer", "ffn"}));
+    }
+    if (!table->contains("mixer")) error(&n, field + ".mixer", "is required");
+    if (!table->contains("ffn")) error(&n, field + ".ffn", "is required");
+    return t;
+  }
+
+  void read_model_lists(const toml::table& model, ExperimentConfig& c) {
+    if (const auto* templates = model.get("templates")) {
+      if (!templates->is_table()) error(templates, "model.templates", "expected tables [model.templates.NAME]");
+      else
+        for (const auto& [k, v] : *templates->as_table())
+          c.model.templates[std::string(k.str())] = read_template(v, "model.templates." + std::string(k.str()));
+    }
+    const auto* schedule = model.get("schedule");
+    if (!schedule) error(&model, "model.schedule", "is required: [[model.schedule]] template = \"...\", repeat = N");
+    else if (!schedule->is_array_of_tables() || schedule->as_array()->empty())
+      error(schedule, "model.schedule", "expected one or more [[model.schedule]] tables");
+    else
+      for (const auto& entry : *schedule->as_array()) {
+        const auto& t = *entry.as_table();
+        ScheduleEntry e;
+        e.pos = pos_of(entry, file_);
+        for (const auto& [k, v] : t) {
+          std::string key(k.str());
+          if (key == "template") {
+            if (!v.is_string()) error(&v, "model.schedule.template", "expected a template name");
+            else e.template_name = v.as_string()->get();
+          } else if (key == "repeat") {
+            auto r = v.value<int64_t>();
+            if (!v.is_integer() || !r || *r < 1) error(&v, "model.schedule.repeat", "expected an integer >= 1");
+            else e.repeat = *r;
+          } else {
+            error(&v, "model.schedule." + key, "unknown key" + did_you_mean(key, {"template", "repeat"}));
+          }
+        }
+        if (e.template_name.empty()) error(&entry, "model.schedule.template", "is required");
+        else if (!c.model.templates.count(e.template_name)) {
+          std::vector<std::string> names;
+          for (const auto& [name, tpl] : c.model.templates) names.push_back(name);
+          std::string list;
+          for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+          error(&entry, "model.schedule.template",
+                "no template named \"" + e.template_name + "\"" + did_you_mean(e.template_name, names) +
+                    "; defined: " + (list.empty() ? "(none)" : list));
+        }
+        c.model.schedule.push_back(e);
+      }
+    if (const auto* overrides = model.get("overrides")) {
+      if (!overrides->is_array_of_tables()) {
+        error(overrides, "model.overrides", "expected [[model.overrides]] tables with layer = N");
+      } else {
+        int64_t n_layers = 0;
+        for (const auto& e : c.model.schedule) n_layers += e.repeat;
+        for (const auto& entry : *overrides->as_array()) {
+          const auto& t = *entry.as_table();
+          auto layer = t["layer"].value<int64_t>();
+          if (!layer || *layer < 0 || *layer >= n_layers) {
+            error(&entry, "model.overrides.layer",
+                  "expected a layer index in [0, " + std::to_string(n_layers) + ")");
+            continue;
+          }
+          c.model.overrides[*layer] = read_template(entry, "model.overrides");
+        }
+      }
+    }
+  }
+
+  void read_options(const toml::table& data, ExperimentConfig& c) {
+    const auto* options = data.get("options");
+    if (!options) return;
+    if (!options->is_table()) {
+      error(options, "data.options", "expected a table of numbers");
+      return;
+    }
+    for (const auto& [k, v] : *options->as_table()) {
+      auto d = v.value<double>();
+      if (!d) error(&v, "data.options." + std::string(k.str()), "expected a number");
+      else c.data.options[std::string(k.str())] = *d;
+    }
+  }
+
+  ExperimentConfig read(toml::table& root) {
+    ExperimentConfig c;
+    std::set<std::string> sections;
+    std::vector<std::string> all_keys;
+    for (const auto& f : schema_fields()) {
+      sections.insert(f.key.substr(0, f.key.find('.')));
+      all_keys.push_back(f.key);
+    }
+    std::vector<std::string> section_list(sections.begin(), sections.end());
+    for (const auto& [k, v] : root) {
+      std::string section(k.str());
+      if (!sections.count(section)) {
+        error(&v, section, "unknown section" + did_you_mean(section, section_list));
+        continue;
+      }
+      if (!v.is_table()) {
+        error(&v, section, "expected a table [" + section + "]");
+        continue;
+      }
+      for (const auto& [kk, vv] : *v.as_table()) {
+        std::string key = section + "." + std::string(kk.str());
+        if (is_free_form(key)) continue;
+        const Field* f = find_field(key);
+        if (!f) {
+          std::vector<std::string> in_section;
+          for (const auto& a : all_keys)
+            if (a.rfind(section + ".", 0) == 0) in_section.push_back(a.substr(section.size() + 1));
+          std::string suggestion = did_you_mean(std::string(kk.str()), in_section);
+          if (suggestion.empty()) suggestion = did_you_mean(key, all_keys);
+          std::string list;
+          for (const auto& a : in_section) list += (list.empty() ? "" : ", ") + a;
+          error(&vv, key, "unknown key" + suggestion + "; [" + section + "] keys: " + list);
+          continue;
+        }
+        if (auto problem = f->read(vv, c)) error(&vv, key, *problem);
+      }
+    }
+    for (const auto& f : schema_fields())
+      if (f.required && !root.at_path(f.key)) error(nullptr, f.key, "is required (" + f.help + ")");
+    if (const auto* model = root.get_as<toml::table>("model")) read_model_lists(*model, c);
+    if (const auto* data = root.get_as<toml::table>("data")) read_options(*data, c);
+    cross_checks(root, c);
+    return c;
+  }
+
+  void cross_checks(toml::table& root, const ExperimentConfig& c) {
+    if (c.data.seq_len > 0 && c.model.max_seq_len > 0 && c.data.seq_len > c.model.max_seq_len)
+      error(root.at_path("data.seq_len").node(), "data.seq_len",
+            "seq_len " + std::to_string(c.data.seq_len) + " exceeds model.max_seq_len " +
+                std::to_string(c.model.max_seq_len));
+    if (c.tokenizer.kind == "sentencepiece" && c.tokenizer.vocab_size < 16)
+      error(root.at_path("tokenizer.kind").node(), "tokenizer.vocab_size",
+            "sentencepiece needs vocab_size >= 16 (e.g. 2048)");
+  }
+
+  std::vector<Diagnostic> diagnostics_;
+
+ private:
+  std::string file_;
+  std::map<std::string, std::string> overridden_;  // field -> "key=value" given with --set
+};
+
+}  // namespace
+
+std::string SourcePos::str() const {
+  if (line == 0) return file;
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+std::string PluginChoice::label() const {
+  return plugin + (impl ? "/" + *impl : "") + (version ? "@" + *version : "");
+}
+
+std::vector<LayerTemplate> ExperimentConfig::layers() const {
+  std::vector<LayerTemplate> out;
+  for (const auto& e : model.schedule) {
+    auto it = model.templates.find(e.template_name);
+    if (it == model.templates.end()) continue;
+    for (int64_t i = 0; i < e.repeat; ++i) out.push_back(it->second);
+  }
+  for (const auto& [index, layer] : model.overrides)
+    if (index < static_cast<int64_t>(out.size())) out[static_cast<size_t>(index)] = layer;
+  return out;
+}
+
+nlohmann::json ExperimentConfig::to_json() const {
+  nlohmann::json j;
+  for (const auto& f : schema_fields()) {
+    auto dot = f.key.find('.');
+    j[f.key.substr(0, dot)][f.key.substr(dot + 1)] = f.write(*this);
+  }
+  auto choice = [](const PluginChoice& c) {
+    nlohmann::json out = c.config;
+    out["plugin"] = c.plugin;
+    if (c.impl) out["impl"] = *c.impl;
+    if (c.version) out["version"] = *c.version;
+    return out;
+  };
+  for (const auto& [name, t] : model.templates) j["model"]["templates"][name] = {{"mixer", choice(t.mixer)}, {"ffn", choice(t.ffn)}};
+  j["model"]["schedule"] = nlohmann::json::array();
+  for (const auto& e : model.schedule) j["model"]["schedule"].push_back({{"template", e.template_name}, {"repeat", e.repeat}});
+  if (!model.overrides.empty()) {
+    j["model"]["overrides"] = nlohmann::json::array();
+    for (const auto& [i, t] : model.overrides)
+      j["model"]["overrides"].push_back({{"layer", i}, {"mixer", choice(t.mixer)}, {"ffn", choice(t.ffn)}});
+  }
+  j["data"]["options"] = data.options;
+  return j;
+}
+
+std::string Diagnostic::str() const { return pos.str() + ": " + field + ": " + message; }
+
+ExperimentError::ExperimentError(std::vector<Diagnostic> diagnostics)
+    : std::runtime_error([&] {
+        std::string s = std::to_string(diagnostics.size()) + " problem" + (diagnostics.size() == 1 ? "" : "s") +
+                        " in the experiment:";
+        for (const auto& d : diagnostics) s += "\n  " + d.str();
+        return s;
+      }()),
+      diagnostics_(std::move(diagnostics)) {}
+
+ExperimentConfig load_experiment(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+  std::string name = file.string();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec))
+    throw ExperimentError({Diagnostic{SourcePos{name, 0, 0}, "file", "no such experiment file (or not readable)"}});
+  toml::table root;
+  try {
+    root = toml::parse_file(name);
+  } catch (const toml::parse_error& e) {
+    const auto& s = e.source();
+    throw ExperimentError({Diagnostic{SourcePos{name, static_cast<int64_t>(s.begin.line), static_cast<int64_t>(s.begin.column)},
+                                      "syntax", "invalid TOML: " + std::string(e.description())}});
+  }
+  Loader loader(name);
+  for (const auto& o : overrides) loader.apply_override(root, o);
+  ExperimentConfig config = loader.read(root);
+  // Plugin folders are relative to the experiment file.
+  for (auto& p : config.job.plugin_path)
+    if (std::filesystem::path(p).is_relative()) p = (file.parent_path() / p).lexically_normal().string();
+  if (!loader.diagnostics_.empty()) throw ExperimentError(loader.diagnostics_);
+  return config;
+}
+
+Registry experiment_registry(const ExperimentConfig& config) {
+  Registry r = Registry::discover();
+  for (const auto& p : config.job.plugin_path) r.add_folder(p);
+  return r;
+}
+
+std::vector<Diagnostic> check_plugins(const ExperimentConfig& config, const Registry& registry) {
+  std::vector<Diagnostic> out;
+  auto check = [&](const PluginChoice& c, int32_t family, const std::string& field) {
+    if (c.plugin.empty()) return;
+    auto at = [&](const std::string& key) {
+      auto it = c.key_pos.find(key);
+      return it == c.key_pos.end() ? c.pos : it->second;
+    };
+    try {
+      ImplRef ref = registry.select({c.plugin, c.impl, c.version});
+      if (ref.impl->family != family) {
+        out.push_back({at("plugin"), field + ".plugin",
+                       "\"" + c.plugin + "\" is " + (ref.impl->family == MIXLAB_FAMILY_MIXER ? "a mixer" : "an FFN") +
+                           " plugin, this slot needs " + (family == MIXLAB_FAMILY_MIXER ? "a mixer" : "an FFN")});
+        return;
+      }
+      PluginInstance::create(ref, config.model.d_model, config.model.max_seq_len, c.config.dump());
+    } catch (const SelectionError& e) {
+      out.push_back({at("plugin"), field + ".plugin", e.what()});
+    } catch (const PluginError& e) {
+      // Plugin messages start with the offending key ("n_heads: ..."): point at its line.
+      std::string msg = e.what();
+      auto label_end = msg.find(" config: ");
+      std::string body = label_end == std::string::npos ? msg : msg.substr(label_end + 9);
+      std::string key = body.substr(0, body.find(':'));
+      bool known = c.key_pos.count(key) > 0;
+      out.push_back({known ? at(key) : c.pos, field + (known ? "." + key : ""), body});
+    }
+  };
+  for (const auto& [name, t] : config.model.templates) {
+    check(t.mixer, MIXLAB_FAMILY_MIXER, "model.templates." + name + ".mixer");
+    check(t.ffn, MIXLAB_FAMILY_FFN, "model.templates." + name + ".ffn");
+  }
+  for (const auto& [i, t] : config.model.overrides) {
+    check(t.mixer, MIXLAB_FAMILY_MIXER, "model.overrides[layer " + std::to_string(i) + "].mixer");
+    check(t.ffn, MIXLAB_FAMILY_FFN, "model.overrides[layer " + std::to_string(i) + "].ffn");
+  }
+  return out;
+}
+
+}  // namespace mixlab

@@ -1,0 +1,236 @@
+#include "experiment/schema.hpp"
+
+#include <sstream>
+
+namespace mixlab {
+namespace {
+
+template <class T>
+using Ref = std::function<T&(ExperimentConfig&)>;
+
+std::string describe(const toml::node& n) {
+  std::ostringstream s;
+  if (n.is_string()) s << '"' << n.as_string()->get() << '"';
+  else if (n.is_table()) s << "a table";
+  else if (n.is_array()) s << "a list";
+  else n.visit([&](const auto& v) { s << v; });
+  return s.str();
+}
+
+Field int_field(std::string key, Ref<int64_t> ref, int64_t min, std::string help, bool required = false) {
+  Field f{key, "integer", ">= " + std::to_string(min), std::move(help), required, nullptr, nullptr};
+  f.read = [ref, min](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
+    auto v = n.value<int64_t>();
+    if (!n.is_integer() || !v) return "expected an integer >= " + std::to_string(min) + ", got " + describe(n);
+    if (*v < min) return "expected an integer >= " + std::to_string(min) + ", got " + std::to_string(*v);
+    ref(c) = *v;
+    return std::nullopt;
+  };
+  f.write = [ref](const ExperimentConfig& c) { return nlohmann::json(ref(const_cast<ExperimentConfig&>(c))); };
+  return f;
+}
+
+Field seed_field(std::string key, Ref<uint64_t> ref, std::string help) {
+  Field f{key, "integer", ">= 0", std::move(help), false, nullptr, nullptr};
+  f.read = [ref](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
+    auto v = n.value<int64_t>();
+    if (!n.is_integer() || !v || *v < 0) return "expected an integer >= 0, got " + describe(n);
+    ref(c) = static_cast<uint64_t>(*v);
+    return std::nullopt;
+  };
+  f.write = [ref](const ExperimentConfig& c) { return nlohmann::json(ref(const_cast<ExperimentConfig&>(c))); };
+  return f;
+}
+
+// A float in [lo, hi] (open at lo when lo_open).
+Field float_field(std::string key, Ref<double> ref, double lo, double hi, bool lo_open, std::string help) {
+  std::ostringstream range;
+  range << (lo_open ? "> " : ">= ") << lo;
+  if (hi < 1e300) range << " and <= " << hi;
+  Field f{key, "float", range.str(), std::move(help), false, nullptr, nullptr};
+  std::string allowed = f.allowed;
+  f.read = [ref, lo, hi, lo_open, allowed](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
+    auto v = n.value<double>();
+    if (!(n.is_floating_point() || n.is_integer()) || !v) return "expected a number " + allowed + ", got " + describe(n);
+    if ((lo_open ? *v <= lo : *v < lo) || *v > hi) {
+      std::ostringstream s;
+      s << "expected a number " << allowed << ", got " << *v;
+      return s.str();
+    }
+    ref(c) = *v;
+    return std::nullopt;
+  };
+  f.write = [ref](const ExperimentConfig& c) { return nlohmann::json(ref(const_cast<ExperimentConfig&>(c))); };
+  return f;
+}
+
+Field string_field(std::string key, Ref<std::string> ref, std::vector<std::string> choices, std::string help,
+                   bool required = false) {
+  std::string allowed;
+  for (const auto& ch : choices) allowed += (allowed.empty() ? "" : " | ") + ch;
+  Field f{key, "string", allowed, std::move(help), required, nullptr, nullptr};
+  f.read = [ref, choices, allowed, required](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
+    if (!n.is_string()) return "expected a string" + (allowed.empty() ? "" : " (" + allowed + ")") + ", got " + describe(n);
+    std::string v = n.as_string()->get();
+    if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end())
+      return "expected one of " + allowed + ", got \"" + v + "\"";
+    if (required && v.empty()) return "must not be empty";
+    ref(c) = v;
+    return std::nullopt;
+  };
+  f.write = [ref](const ExperimentConfig& c) { return nlohmann::json(ref(const_cast<ExperimentConfig&>(c))); };
+  return f;
+}
+
+Field bool_field(std::string key, Ref<bool> ref, std::string help) {
+  Field f{key, "boolean", "true | false", std::move(help), false, nullptr, nullptr};
+  f.read = [ref](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
+    if (!n.is_boolean()) return "expected true or false, got " + describe(n);
+    ref(c) = n.as_boolean()->get();
+    return std::nullopt;
+  };
+  f.write = [ref](const ExperimentConfig& c) { return nlohmann::json(ref(const_cast<ExperimentConfig&>(c))); };
+  return f;
+}
+
+Field strings_field(std::string key, Ref<std::vector<std::string>> ref, std::string help) {
+  Field f{key, "list of strings", "", std::move(help), false, nullptr, nullptr};
+  f.read = [ref](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
+    if (!n.is_array()) return "expected a list of strings, got " + describe(n);
+    std::vector<std::string> out;
+    for (const auto& item : *n.as_array()) {
+      if (!item.is_string()) return "expected a list of strings, got an element " + describe(item);
+      out.push_back(item.as_string()->get());
+    }
+    ref(c) = out;
+    return std::nullopt;
+  };
+  f.write = [ref](const ExperimentConfig& c) { return nlohmann::json(ref(const_cast<ExperimentConfig&>(c))); };
+  return f;
+}
+
+Field betas_field() {
+  Field f{"optimizer.betas", "list of floats", "two numbers in [0, 1)", "AdamW beta1, beta2", false, nullptr, nullptr};
+  f.read = [](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
+    const auto* a = n.as_array();
+    if (!a || a->size() != 2) return "expected two numbers [beta1, beta2], got " + describe(n);
+    std::vector<double> out;
+    for (const auto& item : *a) {
+      auto v = item.value<double>();
+      if (!v || *v < 0 || *v >= 1) return "expected numbers in [0, 1), got " + describe(item);
+      out.push_back(*v);
+    }
+    c.optimizer.betas = out;
+    return std::nullopt;
+  };
+  f.write = [](const ExperimentConfig& c) { return nlohmann::json(c.optimizer.betas); };
+  return f;
+}
+
+#define MIXLAB_REF(type, member) Ref<type>([](ExperimentConfig& c) -> type& { return c.member; })
+
+std::vector<Field> make_fields() {
+  const double inf = 1e308;
+  return {
+      string_field("job.name", MIXLAB_REF(std::string, job.name), {}, "run name; the run folder is runs/<name>-<utc>-<id>"),
+      seed_field("job.seed", Ref<uint64_t>([](ExperimentConfig& c) -> uint64_t& { return c.job.seed; }),
+                 "seed of initialisation, data order, dropout and sampling"),
+      string_field("job.description", MIXLAB_REF(std::string, job.description), {}, "free text, copied to the manifest"),
+      string_field("job.output_dir", MIXLAB_REF(std::string, job.output_dir), {},
+                   "run folder; empty: runs/<name>-<utc time>-<short id>"),
+      strings_field("job.plugin_path", MIXLAB_REF(std::vector<std::string>, job.plugin_path),
+                    "extra folders searched for plugins (relative to the experiment file)"),
+      int_field("job.target_params", MIXLAB_REF(int64_t, job.target_params), 0,
+                "intended total parameters; explain reports the distance (0: none)"),
+      int_field("model.d_model", MIXLAB_REF(int64_t, model.d_model), 1, "width of the residual stream", true),
+      int_field("model.max_seq_len", MIXLAB_REF(int64_t, model.max_seq_len), 1, "longest sequence the model sees", true),
+      string_field("model.norm", MIXLAB_REF(std::string, model.norm), {"rmsnorm", "layernorm"}, "normalisation layer"),
+      string_field("model.norm_position", MIXLAB_REF(std::string, model.norm_position), {"pre", "post"},
+                   "pre-norm (x + f(norm(x))) or post-norm (norm(x + f(x)))"),
+      float_field("model.norm_eps", MIXLAB_REF(double, model.norm_eps), 0, 1, true, "epsilon of the norms"),
+      bool_field("model.tie_embeddings", MIXLAB_REF(bool, model.tie_embeddings), "share the embedding and LM head"),
+      string_field("model.positional", MIXLAB_REF(std::string, model.positional), {"none", "learned"},
+                   "absolute position embeddings (RoPE belongs to the attention plugin)"),
+      float_field("model.dropout", MIXLAB_REF(double, model.dropout), 0, 0.9, false,
+                  "dropout on the embeddings and each residual branch"),
+      float_field("model.init_std", MIXLAB_REF(double, model.init_std), 0, 1, true,
+                  "std of normal inits that do not set their own"),
+      string_field("tokenizer.kind", MIXLAB_REF(std::string, tokenizer.kind), {"byte", "sentencepiece"},
+                   "byte-level (256 symbols) or a SentencePiece model trained on the training split"),
+      string_field("tokenizer.model_type", MIXLAB_REF(std::string, tokenizer.model_type), {"bpe", "unigram"},
+                   "SentencePiece algorithm"),
+      int_field("tokenizer.vocab_size", MIXLAB_REF(int64_t, tokenizer.vocab_size), 0,
+                "SentencePiece vocabulary size (required for sentencepiece)"),
+      string_field("data.source", MIXLAB_REF(std::string, data.source), {},
+                   "text file, folder of .txt files, or builtin:grammar | builtin:mqar | builtin:copy | builtin:kjv",
+                   true),
+      float_field("data.val_fraction", MIXLAB_REF(double, data.val_fraction), 0, 0.5, true,
+                  "share of a text corpus held out for validation (its end)"),
+      int_field("data.seq_len", MIXLAB_REF(int64_t, data.seq_len), 1, "training sequence length (<= model.max_seq_len)",
+                true),
+      string_field("data.cache_dir", MIXLAB_REF(std::string, data.cache_dir), {},
+                   "tokenizer and token-shard cache; empty: $MIXLAB_CACHE or ~/.cache/mixlab"),
+      float_field("optimizer.lr", MIXLAB_REF(double, optimizer.lr), 0, 10, true, "peak learning rate (AdamW)"),
+      betas_field(),
+      float_field("optimizer.eps", MIXLAB_REF(double, optimizer.eps), 0, 1, true, "AdamW epsilon"),
+      float_field("optimizer.weight_decay", MIXLAB_REF(double, optimizer.weight_decay), 0, 10, false,
+                  "decoupled weight decay; never on norms, biases and embeddings"),
+      string_field("lr_scheduler.decay_type", MIXLAB_REF(std::string, lr_scheduler.decay_type),
+                   {"cosine", "linear", "constant"}, "shape of the decay after warm-up"),
+      int_field("lr_scheduler.warmup_steps", MIXLAB_REF(int64_t, lr_scheduler.warmup_steps), 0, "linear warm-up steps"),
+      float_field("lr_scheduler.min_lr_factor", MIXLAB_REF(double, lr_scheduler.min_lr_factor), 0, 1, false,
+                  "final learning rate as a fraction of the peak"),
+      int_field("training.steps", MIXLAB_REF(int64_t, training.steps), 1, "optimizer steps", true),
+      int_field("training.batch_size", MIXLAB_REF(int64_t, training.batch_size), 1, "sequences per micro-batch"),
+      int_field("training.grad_accum_steps", MIXLAB_REF(int64_t, training.grad_accum_steps), 1,
+                "micro-batches per optimizer step"),
+      float_field("training.max_norm", MIXLAB_REF(double, training.max_norm), 0, inf, false,
+                  "gradient clipping norm (0: off)"),
+      string_field("training.dtype", MIXLAB_REF(std::string, training.dtype), {"float32", "bfloat16"},
+                   "float32, or bfloat16 autocast (parameters stay float32)"),
+      string_field("training.device", MIXLAB_REF(std::string, training.device), {"cpu", "cuda", "auto"},
+                   "auto: cuda when available"),
+      int_field("training.threads", MIXLAB_REF(int64_t, training.threads), 0, "ATen intra-op threads (0: all cores)"),
+      int_field("validation.every", MIXLAB_REF(int64_t, validation.every), 0, "validate every N steps (0: only at the end)"),
+      int_field("validation.batches", MIXLAB_REF(int64_t, validation.batches), 1, "validation batches"),
+      int_field("checkpoint.every", MIXLAB_REF(int64_t, checkpoint.every), 0, "checkpoint every N steps (0: only at the end)"),
+      int_field("checkpoint.keep_last", MIXLAB_REF(int64_t, checkpoint.keep_last), 1, "checkpoints kept"),
+      int_field("metrics.log_every", MIXLAB_REF(int64_t, metrics.log_every), 1, "write a metrics line every N steps"),
+  };
+}
+
+}  // namespace
+
+const std::vector<Field>& schema_fields() {
+  static const std::vector<Field> fields = make_fields();
+  return fields;
+}
+
+const Field* find_field(const std::string& key) {
+  for (const auto& f : schema_fields())
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+bool is_free_form(const std::string& key) {
+  return key == "model.templates" || key == "model.schedule" || key == "model.overrides" || key == "data.options";
+}
+
+std::string schema_markdown() {
+  ExperimentConfig defaults;
+  std::ostringstream out;
+  std::string section;
+  for (const auto& f : schema_fields()) {
+    std::string s = f.key.substr(0, f.key.find('.'));
+    if (s != section) {
+      section = s;
+      out << "\n### [" << section << "]\n\n| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n";
+    }
+    std::string def = f.required ? "(required)" : f.write(defaults).dump();
+    out << "| `" << f.key.substr(f.key.find('.') + 1) << "` | " << f.type << " | `" << def << "` | " << f.allowed
+        << " | " << f.help << " |\n";
+  }
+  return out.str();
+}
+
+}  // namespace mixlab

@@ -1,0 +1,92 @@
+// The language model: token (and optional position) embeddings, a stack of
+// layers `norm -> mixer plugin -> residual -> norm -> ffn plugin -> residual`
+// (pre- or post-norm), a final norm and the LM head. Everything that differs
+// between architectures is a plugin; the host owns every parameter.
+#pragma once
+
+#include "experiment/config.hpp"
+#include "runtime/instance.hpp"
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mixlab {
+
+// A named parameter of the whole model ("layers.3.mixer.wq").
+struct NamedParam {
+  std::string name;
+  torch::Tensor tensor;
+  bool weight_decay = true;
+};
+
+struct LayerSlots {
+  std::shared_ptr<PluginInstance> mixer;
+  std::shared_ptr<PluginInstance> ffn;
+};
+
+// Plugin side outputs of one forward, per layer and slot.
+struct SideOutput {
+  std::string name;     // "layers.3.ffn/balance_loss"
+  torch::Tensor value;  // aux losses carry gradients; statistics are detached
+  double coefficient;   // aux losses: weight in the objective; statistics: 0
+  bool is_aux_loss;
+};
+
+struct ModelOutput {
+  torch::Tensor logits;  // (B, T, vocab)
+  std::vector<SideOutput> sides;
+  torch::Tensor aux_loss;  // sum of coefficient * aux, a scalar (0 when there is none)
+};
+
+// Instances for every layer, created without allocating parameters.
+std::vector<LayerSlots> create_layers(const ExperimentConfig& config, const Registry& registry);
+
+class Model {
+ public:
+  Model(const ExperimentConfig& config, const Registry& registry, int64_t vocab_size, torch::Device device);
+
+  // `layer_outputs`, when given, receives the residual stream after each layer.
+  ModelOutput forward(const torch::Tensor& tokens, bool training, uint64_t seed,
+                      std::vector<torch::Tensor>* layer_outputs = nullptr);
+
+  const std::vector<NamedParam>& parameters() const { return params_; }
+  const std::vector<LayerSlots>& layers() const { return layers_; }
+  int64_t vocab_size() const { return vocab_; }
+  int64_t n_parameters() const;
+  torch::Device device() const { return device_; }
+
+  // Decode: one state per layer where every mixer declares decode.
+  bool can_decode() const;
+  class DecodeSession {
+   public:
+    // Continues the sequences with tokens (B, T); returns logits (B, T, vocab).
+    torch::Tensor step(const torch::Tensor& tokens);
+    int64_t position() const { return position_; }
+
+   private:
+    friend class Model;
+    Model* model_ = nullptr;
+    std::vector<std::unique_ptr<DecodeState>> mixer_states_;
+    int64_t position_ = 0;
+  };
+  DecodeSession start_decode(int64_t batch);
+
+ private:
+  torch::Tensor norm(const torch::Tensor& x, const std::string& prefix) const;
+  torch::Tensor embed(const torch::Tensor& tokens, int64_t start, bool training) const;
+  torch::Tensor head(const torch::Tensor& h) const;
+  const torch::Tensor& param(const std::string& name) const;
+  std::vector<torch::Tensor> slot_params(size_t layer, const std::string& slot) const;
+
+  ExperimentConfig config_;
+  int64_t vocab_;
+  torch::Device device_;
+  std::vector<LayerSlots> layers_;
+  std::vector<NamedParam> params_;
+  std::map<std::string, size_t> index_;
+};
+
+}  // namespace mixlab

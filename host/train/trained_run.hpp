@@ -1,0 +1,28 @@
+// A finished (or checkpointed) run loaded back: its experiment as run, the
+// plugins, the tokenizer (from the data cache) and the model with the weights
+// of the newest complete checkpoint. Used by generate, forward and analyze.
+#pragma once
+
+#include "data/dataset.hpp"
+#include "experiment/config.hpp"
+#include "model/model.hpp"
+#include "runtime/registry.hpp"
+
+#include <filesystem>
+#include <memory>
+
+namespace mixlab {
+
+struct TrainedRun {
+  std::filesystem::path dir;
+  std::filesystem::path checkpoint;
+  ExperimentConfig config;
+  Registry registry;
+  std::unique_ptr<data::Dataset> dataset;
+  std::unique_ptr<Model> model;
+};
+
+// Throws std::runtime_error naming the folder when it is not a run or has no checkpoint.
+TrainedRun load_trained_run(const std::filesystem::path& run_dir);
+
+}  // namespace mixlab

@@ -1,0 +1,399 @@
+#include "train/trainer.hpp"
+
+#include "data/batch.hpp"
+#include "data/dataset.hpp"
+#include "experiment/loader.hpp"
+#include "model/model.hpp"
+#include "runtime/registry.hpp"
+#include "train/checkpoint.hpp"
+#include "train/evaluate.hpp"
+#include "train/lr_schedule.hpp"
+#include "train/metrics_log.hpp"
+#include "train/plot.hpp"
+#include "util/atomic_file.hpp"
+#include "util/log.hpp"
+#include "util/matmul_rate.hpp"
+#include "util/sha256.hpp"
+#include "util/system_info.hpp"
+
+#include <ATen/autocast_mode.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <unistd.h>
+
+namespace mixlab {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+std::filesystem::path g_last_run_dir;
+
+torch::Device pick_device(const std::string& name) {
+  if (name == "cuda" || (name == "auto" && torch::cuda::is_available())) {
+    if (!torch::cuda::is_available()) throw std::runtime_error("training.device = \"cuda\" but no CUDA device is available");
+    return torch::Device(torch::kCUDA, 0);
+  }
+  return torch::kCPU;
+}
+
+// bfloat16 autocast for the forward pass (parameters and optimizer stay float32).
+class AutocastScope {
+ public:
+  AutocastScope(bool enabled, torch::Device device) : enabled_(enabled), type_(device.type()) {
+    if (!enabled_) return;
+    at::autocast::set_autocast_dtype(type_, at::kBFloat16);
+    at::autocast::set_autocast_enabled(type_, true);
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    at::autocast::set_autocast_enabled(type_, false);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool enabled_;
+  at::DeviceType type_;
+};
+
+std::string human_time(double s) {
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s) % 3600 / 60);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%.0fs", s);
+  return buf;
+}
+
+nlohmann::json tensor_json(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  if (c.numel() == 1) return c.item<double>();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+// What the manifest says about the plugins and parameters of the model.
+nlohmann::json model_facts(const Model& model, const ExperimentConfig& config, double& active, double& flops_per_token) {
+  nlohmann::json plugins = nlohmann::json::array(), layers = nlohmann::json::array();
+  std::set<std::string> seen;
+  double plugin_total = 0, plugin_active = 0, forward_flops = 0;
+  for (size_t i = 0; i < model.layers().size(); ++i) {
+    nlohmann::json layer{{"index", i}};
+    for (auto [slot, inst] : {std::pair{"mixer", model.layers()[i].mixer}, std::pair{"ffn", model.layers()[i].ffn}}) {
+      const auto& ref = inst->ref();
+      auto cost = inst->cost(config.data.seq_len, 4);
+      plugin_total += static_cast<double>(inst->n_parameters());
+      plugin_active += cost.active_params;
+      forward_flops += cost.forward_flops;
+      layer[slot] = ref.label();
+      if (seen.insert(ref.label() + ref.library->path().string()).second)
+        plugins.push_back({{"family", ref.family()},
+                           {"name", ref.impl->name},
+                           {"impl", ref.impl->impl},
+                           {"version", ref.version.str()},
+                           {"file", ref.library->path().string()},
+                           {"sha256", ref.library->sha256()}});
+    }
+    layers.push_back(layer);
+  }
+  double total = static_cast<double>(model.n_parameters());
+  active = total - plugin_total + plugin_active;
+  // Forward FLOPs per token: the plugins' own count plus the LM head; training is 3x forward.
+  flops_per_token = 3.0 * (forward_flops + 2.0 * static_cast<double>(config.model.d_model * model.vocab_size()));
+  return {{"plugins", plugins}, {"layers", layers}};
+}
+
+// Load mean/std and dead experts from the last expert_share statistic of each MoE layer.
+nlohmann::json routing_summary(const std::map<std::string, torch::Tensor>& stats) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [name, t] : stats) {
+    if (name.size() < 13 || name.substr(name.size() - 13) != "/expert_share") continue;
+    auto share = t.to(torch::kFloat64);
+    int64_t experts = share.numel();
+    double fair = 1.0 / static_cast<double>(experts);
+    nlohmann::json dead = nlohmann::json::array();
+    for (int64_t e = 0; e < experts; ++e)
+      if (share[e].item<double>() < 0.01 * fair) dead.push_back(e);
+    out[name.substr(0, name.size() - 13)] = {{"expert_share", tensor_json(share)},
+                                             {"load_mean", share.mean().item<double>()},
+                                             {"load_std", share.std(false).item<double>()},
+                                             {"dead_experts", dead}};
+  }
+  return out;
+}
+
+}  // namespace
+
+std::filesystem::path data_cache_dir(const ExperimentConfig& config) {
+  if (!config.data.cache_dir.empty()) return config.data.cache_dir;
+  if (const char* env = std::getenv("MIXLAB_CACHE")) return env;
+  if (const char* home = std::getenv("HOME")) return std::filesystem::path(home) / ".cache" / "mixlab";
+  return std::filesystem::temp_directory_path() / "mixlab-cache";
+}
+
+const std::filesystem::path& last_run_dir() { return g_last_run_dir; }
+
+int run_experiment(const RunOptions& options) {
+  auto wall_start = std::chrono::steady_clock::now();
+  std::filesystem::path experiment_file = options.experiment;
+  std::vector<std::string> overrides = options.overrides;
+  std::filesystem::path run_dir;
+  if (options.resume) {
+    run_dir = *options.resume;
+    if (!std::filesystem::exists(run_dir / "experiment.toml"))
+      throw std::runtime_error(run_dir.string() + ": not a run folder (no experiment.toml)");
+    experiment_file = run_dir / "experiment.toml";
+    std::ifstream in(run_dir / "overrides.json");
+    overrides = in ? nlohmann::json::parse(in).get<std::vector<std::string>>() : std::vector<std::string>{};
+  }
+  ExperimentConfig config = load_experiment(experiment_file, overrides);
+
+  // Plugins and data first: a bad experiment stops before a run folder exists.
+  Registry registry = experiment_registry(config);
+  auto problems = check_plugins(config, registry);
+  if (!problems.empty()) throw ExperimentError(problems);
+  int threads = config.training.threads > 0 ? static_cast<int>(config.training.threads)
+                                            : static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(threads);
+  torch::Device device = pick_device(config.training.device);
+  std::filesystem::path cache = data_cache_dir(config);
+  auto dataset = data::Dataset::open({config.data.source, config.data.val_fraction, config.job.seed, config.data.options},
+                                     {config.tokenizer.kind, config.tokenizer.model_type, config.tokenizer.vocab_size},
+                                     cache);
+  data::require_window("train", dataset->train_tokens(), config.data.seq_len);
+
+  if (!options.resume) {
+    run_dir = options.run_dir ? *options.run_dir
+              : !config.job.output_dir.empty()
+                  ? std::filesystem::path(config.job.output_dir)
+                  : std::filesystem::path("runs") / (config.job.name + "-" + utc_now("%Y%m%dT%H%M%SZ") + "-" + short_id());
+    if (std::filesystem::exists(run_dir / "manifest.json"))
+      throw std::runtime_error(run_dir.string() + " already holds a run; use --resume or another output folder");
+    std::filesystem::create_directories(run_dir);
+    std::ifstream src(options.experiment);
+    std::stringstream text;
+    text << src.rdbuf();
+    write_file_atomic(run_dir / "experiment.toml", text.str());
+    write_file_atomic(run_dir / "overrides.json", nlohmann::json(overrides).dump());
+  }
+  g_last_run_dir = run_dir;
+  log::add_file_sink((run_dir / "train.log").string());
+  nlohmann::json resolved = config.to_json();
+  write_file_atomic(run_dir / "config.json", resolved.dump(2));
+  log::info("run folder " + run_dir.string());
+  log::info("data: " + dataset->describe());
+
+  torch::manual_seed(config.job.seed);
+  Model model(config, registry, dataset->tokenizer().vocab_size(), device);
+  double active_params = 0, flops_per_token = 0;
+  nlohmann::json facts = model_facts(model, config, active_params, flops_per_token);
+
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& p : model.parameters()) (p.weight_decay ? decay : no_decay).push_back(p.tensor);
+  auto adam = [&](double wd) {
+    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(config.optimizer.lr)
+                                                            .betas({config.optimizer.betas[0], config.optimizer.betas[1]})
+                                                            .eps(config.optimizer.eps)
+                                                            .weight_decay(wd));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decay.empty()) groups.emplace_back(decay, adam(config.optimizer.weight_decay));
+  if (!no_decay.empty()) groups.emplace_back(no_decay, adam(0.0));
+  torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(config.optimizer.lr));
+
+  TrainerState state;
+  if (options.resume) {
+    auto ckpt = latest_checkpoint(run_dir);
+    if (!ckpt) throw std::runtime_error(run_dir.string() + ": no complete checkpoint to resume from");
+    state = load_checkpoint(*ckpt, model, &optimizer);
+    dataset->set_position(state.data_position);
+    log::info("resumed from " + ckpt->string() + " at step " + std::to_string(state.step));
+  }
+  MetricsLog metrics(run_dir / "metrics.jsonl", options.resume ? state.step : -1);
+
+  double gflops = measure_matmul_gflops(1024, torch::kFloat32, device);
+  log::info("threads " + std::to_string(at::get_num_threads()) + ", matmul " + std::to_string(gflops) + " GFLOP/s, " +
+            std::to_string(model.n_parameters()) + " parameters (" + std::to_string(static_cast<int64_t>(active_params)) +
+            " active)");
+
+  nlohmann::json manifest{
+      {"schema_version", 1},
+      {"status", "running"},
+      {"name", config.job.name},
+      {"description", config.job.description},
+      {"command", options.resume ? "host run --resume " + run_dir.string() : "host run " + options.experiment.string()},
+      {"experiment_file", std::filesystem::absolute(experiment_file).string()},
+      {"overrides", overrides},
+      {"config", resolved},
+      {"config_sha256", sha256_string(resolved.dump())},
+      {"seed", config.job.seed},
+      {"started_at", utc_now()},
+      {"git", git_info()},
+      {"software", {{"libtorch", TORCH_VERSION}, {"aten_threads", at::get_num_threads()}, {"device", device.str()}}},
+      {"host", {{"cpu", cpu_model()}, {"nproc", std::thread::hardware_concurrency()}}},
+      {"model", {{"params_total", model.n_parameters()}, {"params_active", active_params}, {"train_flops_per_token", flops_per_token}}},
+      {"plugins", facts["plugins"]},
+      {"layers", facts["layers"]},
+      {"data", {{"describe", dataset->describe()}, {"tokenizer", dataset->tokenizer().id()},
+                {"vocab_size", dataset->tokenizer().vocab_size()}, {"train_tokens", dataset->train_tokens()},
+                {"val_tokens", dataset->val_tokens()}, {"unigram_baseline_loss", dataset->unigram_cross_entropy()}}},
+      {"performance", {{"matmul_gflops_measured", gflops}}},
+      {"artifacts", {{"metrics", "metrics.jsonl"}, {"log", "train.log"}, {"config", "config.json"}}},
+  };
+  auto write_manifest = [&] { write_file_atomic(run_dir / "manifest.json", manifest.dump(2)); };
+  write_manifest();
+
+  g_interrupted = false;
+  auto previous_handler = std::signal(SIGINT, [](int) { g_interrupted = true; });
+  const bool tty = isatty(STDOUT_FILENO);
+  const auto& c = config.training;
+  const int64_t tokens_per_step = c.batch_size * c.grad_accum_steps * config.data.seq_len;
+  auto train_start = std::chrono::steady_clock::now();
+  int64_t start_step = state.step;
+  double window_loss = 0, last_loss = std::nan(""), last_grad_norm = 0;
+  int64_t window_steps = 0;
+  std::map<std::string, torch::Tensor> last_stats;
+  std::optional<Evaluation> last_eval;
+  std::string failure;
+  int exit_code = 0;
+
+  auto validate = [&] {
+    auto e = evaluate(model, *dataset, c.batch_size, config.data.seq_len, config.validation.batches);
+    nlohmann::json line{{"step", state.step}, {"tokens", state.tokens},
+                        {"time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count()},
+                        {"val/loss", e.loss}, {"val/ppl", e.ppl}};
+    if (e.bpb > 0) line["val/bpb"] = e.bpb;
+    if (dataset->is_probe_task()) line["val/accuracy"] = e.accuracy;
+    metrics.write(line);
+    if (e.loss < state.best_val_loss) state.best_val_loss = e.loss, state.best_step = state.step;
+    std::ostringstream msg;
+    msg << "step " << state.step << " validation: loss " << e.loss << ", ppl " << e.ppl;
+    if (e.bpb > 0) msg << ", bpb " << e.bpb;
+    if (dataset->is_probe_task()) msg << ", accuracy " << e.accuracy;
+    msg << " (unigram baseline loss " << dataset->unigram_cross_entropy() << ")";
+    if (tty) std::cout << "\r\33[2K" << std::flush;
+    log::info(msg.str());
+    last_eval = e;
+  };
+
+  while (state.step < c.steps) {
+    if (g_interrupted) {
+      failure = "interrupted at step " + std::to_string(state.step);
+      exit_code = 130;
+      break;
+    }
+    double lr = learning_rate(state.step, config);
+    for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    optimizer.zero_grad();
+    double step_loss = 0;
+    for (int64_t micro = 0; micro < c.grad_accum_steps; ++micro) {
+      auto batch = dataset->next_train(c.batch_size, config.data.seq_len);
+      auto inputs = batch.inputs.to(device), targets = batch.targets.to(device);
+      ModelOutput out;
+      torch::Tensor loss;
+      {
+        AutocastScope autocast(c.dtype == "bfloat16", device);
+        out = model.forward(inputs, true, static_cast<uint64_t>(state.step * c.grad_accum_steps + micro));
+        auto [sum, count] = token_loss_sum(out.logits, targets);
+        loss = sum / static_cast<double>(std::max<int64_t>(1, count));
+      }
+      auto objective = (loss + out.aux_loss) / static_cast<double>(c.grad_accum_steps);
+      objective.backward();
+      step_loss += loss.item<double>() / static_cast<double>(c.grad_accum_steps);
+      for (const auto& s : out.sides) last_stats[s.name] = s.value.detach().to(torch::kCPU);
+    }
+    if (!std::isfinite(step_loss)) {
+      failure = "the training loss became " + std::to_string(step_loss) + " at step " + std::to_string(state.step) +
+                "; stopped (the last good checkpoint is kept; try a lower optimizer.lr or training.max_norm)";
+      exit_code = 3;
+      break;
+    }
+    std::vector<torch::Tensor> all;
+    for (const auto& p : model.parameters()) all.push_back(p.tensor);
+    double grad_norm = torch::nn::utils::clip_grad_norm_(all, c.max_norm > 0 ? c.max_norm : 1e30);
+    optimizer.step();
+    ++state.step;
+    state.tokens += tokens_per_step;
+    state.data_position = dataset->position();
+    last_loss = step_loss, last_grad_norm = grad_norm;
+    window_loss += step_loss, ++window_steps;
+    const int64_t done = state.step;
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+    double tok_per_s = static_cast<double>((done - start_step) * tokens_per_step) / std::max(elapsed, 1e-9);
+
+    if (done % config.metrics.log_every == 0 || done == c.steps) {
+      nlohmann::json line{{"step", done}, {"tokens", state.tokens}, {"time_s", elapsed},
+                          {"created_at", utc_now()}, {"train/loss", window_loss / static_cast<double>(window_steps)},
+                          {"optim/lr", lr}, {"optim/grad_norm", grad_norm}, {"speed/tok_per_s", tok_per_s},
+                          {"speed/mfu", flops_per_token * tok_per_s / (gflops * 1e9)}};
+      for (const auto& [name, value] : last_stats) line[name] = tensor_json(value);
+      metrics.write(line);
+      window_loss = 0, window_steps = 0;
+      if (!tty) {
+        std::ostringstream msg;
+        msg << "step " << done << "/" << c.steps << " loss " << line["train/loss"].get<double>() << " lr " << lr
+            << " grad_norm " << grad_norm << " tok/s " << static_cast<int64_t>(tok_per_s);
+        log::info(msg.str());
+      }
+    }
+    if (tty) {
+      double eta = (c.steps - done) * elapsed / static_cast<double>(std::max<int64_t>(1, done - start_step));
+      std::printf("\r\33[2Kstep %lld/%lld  loss %.4f  lr %.2e  tok/s %.0f  ETA %s", static_cast<long long>(done),
+                  static_cast<long long>(c.steps), step_loss, lr, tok_per_s, human_time(eta).c_str());
+      std::fflush(stdout);
+    }
+    if (config.validation.every > 0 && done % config.validation.every == 0 && done != c.steps) validate();
+    if (config.checkpoint.every > 0 && done % config.checkpoint.every == 0 && done != c.steps)
+      save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
+  }
+  std::signal(SIGINT, previous_handler);
+  if (tty) std::cout << "\r\33[2K" << std::flush;
+
+  if (exit_code != 3) {
+    validate();
+    save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
+  }
+  double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+  double tok_per_s = static_cast<double>((state.step - start_step) * tokens_per_step) / std::max(train_seconds, 1e-9);
+  manifest["status"] = exit_code == 0 ? "completed" : exit_code == 130 ? "interrupted" : "failed";
+  if (!failure.empty()) manifest["error"] = failure;
+  manifest["finished_at"] = utc_now();
+  manifest["wall_time_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  nlohmann::json results{{"steps", state.step}, {"tokens_seen", state.tokens}, {"final_train_loss", last_loss}};
+  if (last_eval) {
+    results["final_val_loss"] = last_eval->loss;
+    results["final_val_ppl"] = last_eval->ppl;
+    if (last_eval->bpb > 0) results["final_val_bpb"] = last_eval->bpb;
+    if (dataset->is_probe_task()) results["probe_accuracy"] = last_eval->accuracy;
+    results["best_val_loss"] = state.best_val_loss;
+    results["best_val_ppl"] = std::exp(state.best_val_loss);
+    results["best_step"] = state.best_step;
+  }
+  results["final_grad_norm"] = last_grad_norm;
+  manifest["results"] = results;
+  auto routing = routing_summary(last_stats);
+  if (!routing.empty()) manifest["routing"] = routing;
+  manifest["performance"] = {{"matmul_gflops_measured", gflops}, {"tok_per_s", tok_per_s},
+                             {"mfu", flops_per_token * tok_per_s / (gflops * 1e9)}, {"train_seconds", train_seconds},
+                             {"peak_rss_mib", peak_rss_mib()}, {"aten_threads", at::get_num_threads()}};
+  if (auto ckpt = latest_checkpoint(run_dir)) manifest["artifacts"]["checkpoint"] = std::filesystem::relative(*ckpt, run_dir).string();
+  std::string plot_problem = plot_loss_curve(run_dir, config.job.name);
+  if (plot_problem.empty()) manifest["artifacts"]["loss_curve"] = "loss.png";
+  else log::warn("no loss curve: " + plot_problem);
+  write_manifest();
+  if (exit_code != 0) {
+    log::error(failure);
+    return exit_code;
+  }
+  std::ostringstream done;
+  done << "done: " << state.step << " steps, val loss " << (last_eval ? last_eval->loss : 0) << " (ppl "
+       << (last_eval ? last_eval->ppl : 0) << "), " << static_cast<int64_t>(tok_per_s) << " tok/s; " << run_dir.string();
+  log::info(done.str());
+  return 0;
+}
+
+}  // namespace mixlab

@@ -1,0 +1,290 @@
+// The `moe` invariants (mixers-research.md §6), each held against an
+// independent naive form in float64 and run for both implementations.
+#include "checks.hpp"
+
+#include "dense.hpp"
+#include "mlp.hpp"
+#include "sparse.hpp"
+
+#include <mixlab/testing.hpp>
+
+namespace mixlab::moe {
+namespace {
+
+using torch::Tensor;
+using testing::all_of;
+using testing::expect_close;
+using testing::scaled_max_error;
+
+constexpr double kFloat64Tol = 1e-10;
+constexpr int64_t kDModel = 32;
+
+template <class Impl>
+Impl make(const std::string& config, int64_t d_model = kDModel) {
+  return Impl(testing::args(d_model, 64, config));
+}
+
+Tensor random_tokens(int64_t batch, int64_t len, int64_t d_model, torch::ScalarType dtype, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return torch::empty({batch, len, d_model}, torch::kFloat64).normal_(0.0, 1.0, gen).to(dtype);
+}
+
+// The same values with one tensor replaced.
+Params replaced(const Params& p, const std::string& name, const Tensor& value) {
+  std::vector<Tensor> tensors = p.tensors();
+  for (size_t i = 0; i < tensors.size(); ++i)
+    if (p.names()[i] == name) tensors[i] = value;
+  return Params(p.names(), tensors);
+}
+
+// Expert i of a stack as a plain FFN, the naive form the layer is compared with.
+Tensor naive_expert(const Tensor& x, const Params& p, const MoeConfig& cfg, int64_t i) {
+  Tensor none;
+  return ffn::apply(x, cfg.activation, p["w_in"][i], none, cfg.gated() ? p["w_gate"][i] : none, none,
+                    p["w_out"][i], none);
+}
+
+// y, the aux losses, and the gradients of <w, y> + sum c_i aux_i with respect to x and every parameter.
+std::vector<Tensor> outputs_and_gradients(const MoeLayer& layer, const Params& params, const Tensor& x,
+                                          uint64_t seed) {
+  auto p = testing::with_grad(params);
+  auto xg = x.detach().clone().requires_grad_(true);
+  auto out = layer.forward(xg, p, Call{});
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto w = torch::empty(out.y.sizes(), torch::kFloat64).normal_(0.0, 1.0, gen).to(out.y.scalar_type());
+  auto objective = (out.y * w).sum().to(torch::kFloat64) + 0.7 * out.side[0] - 0.3 * out.side[1];
+  std::vector<Tensor> inputs{xg};
+  for (const auto& t : p.tensors()) inputs.push_back(t);
+  auto grads = torch::autograd::grad({objective}, inputs);
+  std::vector<Tensor> result{out.y.detach(), out.side[0].detach(), out.side[1].detach()};
+  for (const auto& g : grads) result.push_back(g);
+  return result;
+}
+
+CheckResult weights_sum_to_one(uint64_t seed) {
+  std::vector<CheckResult> results;
+  for (const std::string router : {"softmax", "sigmoid"}) {
+    auto layer = make<MoeDense>(R"({"experts": 8, "top_k": 3, "router": ")" + router + R"("})");
+    auto p = testing::make_params(layer, torch::kFloat32, seed);
+    auto x = random_tokens(1, 64, kDModel, torch::kFloat32, seed + 1).squeeze(0);
+    auto r = route(x, p["router"], layer.config(), Call{});
+    double error = (r.weights.sum(-1) - 1.0).abs().max().item<double>();
+    results.push_back(expect_close(router + " router, float32: |sum of top-3 weights - 1|", error, 1e-6));
+  }
+  return all_of(results);
+}
+
+CheckResult sparse_equals_dense(uint64_t seed) {
+  const std::vector<std::string> configs{
+      "{}", R"({"capacity_factor": 0.75})",
+      R"({"experts": 8, "top_k": 3, "router": "sigmoid", "renormalize": false, "shared_experts": 2,
+           "activation": "gelu", "expert_hidden": 40})"};
+  const char* names[] = {"y", "balance_loss", "z_loss", "grad x"};
+  std::vector<CheckResult> results;
+  for (const auto& config : configs)
+    for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+      auto dense = make<MoeDense>(config);
+      auto sparse = make<MoeSparse>(config);
+      auto params = testing::make_params(dense, dtype, seed);
+      auto x = random_tokens(2, 16, kDModel, dtype, seed + 1);
+      auto a = outputs_and_gradients(sparse, params, x, seed + 2);
+      auto b = outputs_and_gradients(dense, params, x, seed + 2);
+      bool f64 = dtype == torch::kFloat64;
+      for (size_t i = 0; i < a.size(); ++i) {
+        std::string what = i < 4 ? names[i] : "grad " + params.names()[i - 4];
+        double tol = f64 ? kFloat64Tol : (i < 3 ? 1e-5 : 1e-4);
+        results.push_back(expect_close(config + (f64 ? " float64 " : " float32 ") + what,
+                                       scaled_max_error(a[i], b[i]), tol));
+      }
+    }
+  return all_of(results);
+}
+
+template <class Impl>
+CheckResult tokens_permute(uint64_t seed) {
+  auto layer = make<Impl>("{}");
+  auto p = testing::make_params(layer, torch::kFloat64, seed);
+  auto x = random_tokens(1, 24, kDModel, torch::kFloat64, seed + 1);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 2);
+  auto perm = torch::randperm(24, gen, torch::kLong);
+  auto y = layer.forward(x, p, Call{}).y;
+  auto y_perm = layer.forward(x.index_select(1, perm), p, Call{}).y;
+  return expect_close(std::string(Impl::info().impl) + ": y(permuted x) vs permuted y(x)",
+                      scaled_max_error(y_perm, y.index_select(1, perm)), kFloat64Tol);
+}
+
+template <class Impl>
+CheckResult all_experts_are_softmax_mixture(uint64_t seed) {
+  auto layer = make<Impl>(R"({"experts": 4, "top_k": 4})");
+  const auto& cfg = layer.config();
+  auto p = testing::make_params(layer, torch::kFloat64, seed);
+  auto x = random_tokens(1, 20, kDModel, torch::kFloat64, seed + 1).squeeze(0);
+  auto probs = torch::softmax(torch::matmul(x, p["router"].t()), -1);
+  auto mixture = torch::zeros_like(x);
+  for (int64_t i = 0; i < cfg.experts; ++i) mixture += probs.slice(1, i, i + 1) * naive_expert(x, p, cfg, i);
+  return expect_close(std::string(Impl::info().impl) + ": k = E vs softmax-weighted sum of all experts",
+                      scaled_max_error(layer.forward(x.unsqueeze(0), p, Call{}).y.squeeze(0), mixture),
+                      kFloat64Tol);
+}
+
+template <class Impl>
+CheckResult one_expert_is_mlp(uint64_t seed) {
+  std::vector<CheckResult> results;
+  for (const std::string activation : {"swiglu", "gelu"}) {
+    auto layer = make<Impl>(R"({"experts": 1, "top_k": 1, "expert_hidden": 48, "activation": ")" + activation + "\"}");
+    ffn::Mlp mlp(testing::args(kDModel, 64, R"({"hidden": 48, "activation": ")" + activation + "\"}"));
+    auto p = testing::make_params(layer, torch::kFloat64, seed);
+    std::vector<std::string> names;
+    std::vector<Tensor> tensors;
+    for (const auto& spec : mlp.params()) names.push_back(spec.name), tensors.push_back(p[spec.name][0]);
+    auto x = random_tokens(2, 9, kDModel, torch::kFloat64, seed + 1);
+    auto y_mlp = mlp.forward(x, Params(names, tensors), Call{}).y;
+    results.push_back(expect_close(std::string(Impl::info().impl) + " " + activation + ": one expert vs mlp",
+                                   scaled_max_error(layer.forward(x, p, Call{}).y, y_mlp), kFloat64Tol));
+  }
+  return all_of(results);
+}
+
+// The balance loss in HF Mixtral's form (E · sum over slots and experts of f[slot, i] P_i,
+// which is k at balance) divided by k.
+Tensor naive_balance_loss(const Tensor& logits, int64_t k) {
+  const int64_t n_experts = logits.size(1);
+  auto probs = torch::softmax(logits, -1);
+  auto picks = torch::one_hot(std::get<1>(torch::topk(probs, k, -1)), n_experts).to(torch::kFloat64);  // (N, k, E)
+  auto f = picks.mean(0);                                                                             // (k, E)
+  return static_cast<double>(n_experts) * (f * probs.mean(0)).sum() / static_cast<double>(k);
+}
+
+CheckResult balance_loss_is_one_at_balance(uint64_t seed) {
+  // d = 8, E = 4, router = [I | 0]: token t scores 2 on expert t mod 4 and 1 on
+  // the next, so every expert gets exactly 4 of the 16 assignments.
+  const int64_t d = 8, n_experts = 4, n_tokens = 8;
+  auto layer = make<MoeDense>(R"({"experts": 4, "top_k": 2, "expert_hidden": 16})", d);
+  auto p = testing::make_params(layer, torch::kFloat64, seed);
+  auto router = torch::eye(n_experts, d, torch::kFloat64);
+  p = replaced(p, "router", router);
+  auto balanced = torch::zeros({1, n_tokens, d}, torch::kFloat64);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    balanced[0][t][t % n_experts] = 2.0;
+    balanced[0][t][(t + 1) % n_experts] = 1.0;
+  }
+  auto skewed = balanced.select(1, 0).unsqueeze(1).expand({1, n_tokens, d}).contiguous();  // all like token 0
+  double at_balance = layer.forward(balanced, p, Call{}).side[0].item<double>();
+  double imbalanced = layer.forward(skewed, p, Call{}).side[0].item<double>();
+  double naive = naive_balance_loss(torch::matmul(skewed.squeeze(0), router.t()), 2).item<double>();
+  CheckResult grows{imbalanced > 1.5, 0.0, 0.0,
+                    "all tokens on experts 0 and 1: loss " + std::to_string(imbalanced) + " (must exceed 1.5)"};
+  return all_of({expect_close("balanced routing: |loss - 1|", std::abs(at_balance - 1.0), 1e-12),
+                 expect_close("imbalanced routing vs HF Mixtral loss / k", std::abs(imbalanced - naive), 1e-12), grows});
+}
+
+CheckResult z_loss_at_zero_logits(uint64_t seed) {
+  std::vector<CheckResult> results;
+  for (int64_t n_experts : {4, 7}) {
+    auto layer = make<MoeSparse>(R"({"experts": )" + std::to_string(n_experts) + R"(, "top_k": 2})");
+    auto p = testing::make_params(layer, torch::kFloat64, seed);
+    p = replaced(p, "router", torch::zeros_like(p["router"]));
+    auto out = layer.forward(random_tokens(2, 5, kDModel, torch::kFloat64, seed + 1), p, Call{});
+    double log_e = std::log(static_cast<double>(n_experts));
+    std::string e = "E=" + std::to_string(n_experts) + " zero logits: ";
+    results.push_back(expect_close(e + "z_loss vs (ln E)^2", std::abs(out.side[1].item<double>() - log_e * log_e), 1e-12));
+    results.push_back(expect_close(e + "router_entropy vs ln E", std::abs(out.side[3].item<double>() - log_e), 1e-6));
+    results.push_back(expect_close(e + "balance_loss vs 1 (uniform P)", std::abs(out.side[0].item<double>() - 1.0), 1e-12));
+  }
+  return all_of(results);
+}
+
+// Capacity, token by token: a slot is kept while its expert has fewer than C kept.
+Tensor naive_kept(const Tensor& experts, int64_t capacity, int64_t n_experts) {
+  auto kept = torch::zeros(experts.sizes(), torch::kBool);
+  std::vector<int64_t> load(static_cast<size_t>(n_experts), 0);
+  auto e = experts.accessor<int64_t, 2>();
+  for (int64_t t = 0; t < experts.size(0); ++t)
+    for (int64_t j = 0; j < experts.size(1); ++j)
+      if (load[static_cast<size_t>(e[t][j])]++ < capacity) kept[t][j] = true;
+  return kept;
+}
+
+// capped: cf 0.5; loose: cf 2 = E / k, which drops nothing; uncapped: no capacity.
+CheckResult capacity_limits_load(const std::string& name, const MoeLayer& capped, const MoeLayer& loose,
+                                 const MoeLayer& uncapped, uint64_t seed) {
+  std::vector<CheckResult> results;
+  const auto& cfg = capped.config();
+  auto p = testing::make_params(capped, torch::kFloat64, seed);
+  auto x = random_tokens(2, 16, kDModel, torch::kFloat64, seed + 1);
+  const int64_t capacity = expert_capacity(0.5, 32, cfg);  // 8
+
+  // Random tokens: the kept slots are the first C per expert in token order, no expert over C.
+  auto r = route(x.reshape({32, kDModel}), p["router"], cfg, Call{});
+  auto expected = naive_kept(r.experts, capacity, cfg.experts);
+  results.push_back(expect_close(name + ": kept slots vs first-come-first-served loop (mismatches)",
+                                 r.kept.ne(expected).sum().item<double>(), 0.0));
+  auto load = torch::zeros({cfg.experts}, torch::kLong).index_add(0, r.experts.flatten(), r.kept.flatten().to(torch::kLong));
+  results.push_back(expect_close(name + ": largest kept load above C = " + std::to_string(capacity),
+                                 std::max(0.0, load.max().item<double>() - static_cast<double>(capacity)), 0.0));
+  results.push_back(expect_close(name + ": cf 2 = E/k vs no capacity",
+                                 scaled_max_error(loose.forward(x, p, Call{}).y, uncapped.forward(x, p, Call{}).y), 0.0));
+
+  // 32 copies of one token: the first C keep both slots, the other 24 are dropped and give 0.
+  auto same = x.select(1, 0).select(0, 0).expand({1, 32, kDModel}).contiguous();
+  auto out = capped.forward(same, p, Call{});
+  auto free = uncapped.forward(same, p, Call{}).y;
+  results.push_back(expect_close(name + ": dropped tokens' output (max |y|)",
+                                 out.y.slice(1, capacity).abs().max().item<double>(), 0.0));
+  results.push_back(expect_close(name + ": kept tokens vs no capacity",
+                                 scaled_max_error(out.y.slice(1, 0, capacity), free.slice(1, 0, capacity)), kFloat64Tol));
+  results.push_back(expect_close(name + ": dropped_share vs 24/32", std::abs(out.side[4].item<double>() - 0.75), 1e-7));
+  return all_of(results);
+}
+
+template <class Impl>
+CheckResult capacity(uint64_t seed) {
+  return capacity_limits_load(Impl::info().impl, make<Impl>(R"({"capacity_factor": 0.5})"),
+                              make<Impl>(R"({"capacity_factor": 2.0})"), make<Impl>("{}"), seed);
+}
+
+CheckResult router_learns_through_probabilities(uint64_t seed) {
+  auto layer = make<MoeSparse>("{}");
+  const auto& cfg = layer.config();
+  auto p = testing::with_grad(testing::make_params(layer, torch::kFloat64, seed));
+  auto x = random_tokens(1, 16, kDModel, torch::kFloat64, seed + 1);
+  auto out = layer.forward(x, p, Call{});
+  auto grad_balance = torch::autograd::grad({out.side[0]}, {p["router"]}, {}, true)[0];
+  auto grad_y = torch::autograd::grad({out.y.square().sum()}, {p["router"]})[0];
+  // Naive: f counted from the top-k picks and held constant, P differentiable.
+  auto router = p["router"].detach().clone().requires_grad_(true);
+  auto probs = torch::softmax(torch::matmul(x.squeeze(0), router.t()), -1);
+  auto picks = std::get<1>(torch::topk(probs.detach(), cfg.top_k, -1)).flatten();
+  auto f = torch::bincount(picks, {}, cfg.experts).to(torch::kFloat64) / static_cast<double>(picks.numel());
+  auto naive = static_cast<double>(cfg.experts) * (f * probs.mean(0)).sum();
+  auto grad_naive = torch::autograd::grad({naive}, {router})[0];
+  double norm_balance = grad_balance.norm().item<double>(), norm_y = grad_y.norm().item<double>();
+  CheckResult nonzero{norm_balance > 0 && norm_y > 0, 0.0, 0.0,
+                      "router gradient norms: balance loss " + std::to_string(norm_balance) + ", output " +
+                          std::to_string(norm_y) + " (must be > 0)"};
+  return all_of({expect_close("d balance_loss / d router vs naive (f constant, through P)",
+                              scaled_max_error(grad_balance, grad_naive), kFloat64Tol),
+                 nonzero});
+}
+
+}  // namespace
+
+std::vector<Check> family_checks() {
+  return {
+      {"moe_routing_weights_sum_to_1", weights_sum_to_one},
+      {"moe_sparse_equals_dense", sparse_equals_dense},
+      {"moe_dense_token_permutation", tokens_permute<MoeDense>},
+      {"moe_sparse_token_permutation", tokens_permute<MoeSparse>},
+      {"moe_dense_top_all_is_softmax_mixture", all_experts_are_softmax_mixture<MoeDense>},
+      {"moe_sparse_top_all_is_softmax_mixture", all_experts_are_softmax_mixture<MoeSparse>},
+      {"moe_dense_one_expert_is_mlp", one_expert_is_mlp<MoeDense>},
+      {"moe_sparse_one_expert_is_mlp", one_expert_is_mlp<MoeSparse>},
+      {"moe_balance_loss_1_at_balance", balance_loss_is_one_at_balance},
+      {"moe_z_loss_at_zero_logits", z_loss_at_zero_logits},
+      {"moe_dense_capacity", capacity<MoeDense>},
+      {"moe_sparse_capacity", capacity<MoeSparse>},
+      {"moe_router_grad_through_p_not_f", router_learns_through_probabilities},
+  };
+}
+
+}  // namespace mixlab::moe

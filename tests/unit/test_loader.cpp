@@ -1,0 +1,151 @@
+// The loader refuses every kind of broken plugin with a message that names the
+// file and the reason, and never crashes.
+#include "runtime/host_api.hpp"
+#include "runtime/instance.hpp"
+#include "runtime/registry.hpp"
+#include "test_plugin_files.hpp"
+#include "util/atomic_file.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+using namespace mixlab;
+
+namespace {
+
+std::string load_error(const std::filesystem::path& file) {
+  try {
+    PluginLibrary::load(file);
+  } catch (const LoadError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::filesystem::path temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("mixlab-test-" + name + "-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("loader: a good plugin loads and describes itself") {
+  auto lib = PluginLibrary::load(test::test_plugin("prefix_mean"));
+  REQUIRE(lib->impls().size() == 1);
+  CHECK(std::string(lib->impls()[0]->name) == "prefix_mean");
+  CHECK(std::string(lib->descriptor().build_tag) == host_build_tag());
+  CHECK(lib->sha256().size() == 64);
+}
+
+TEST_CASE("loader: wrong ABI major is refused naming both versions and the file") {
+  auto msg = load_error(test::test_plugin("wrong_abi"));
+  CHECK(msg.find("libtest_wrong_abi.so") != std::string::npos);
+  CHECK(msg.find("plugin ABI 2.0, host ABI 1.0") != std::string::npos);
+}
+
+TEST_CASE("loader: a library without the entry symbol is refused") {
+  auto msg = load_error(test::test_plugin("no_entry"));
+  CHECK(msg.find("libtest_no_entry.so") != std::string::npos);
+  CHECK(msg.find("does not export mixlab_plugin_entry") != std::string::npos);
+}
+
+TEST_CASE("loader: a file that is not a shared library is refused") {
+  auto dir = temp_dir("notaplugin");
+  std::ofstream(dir / "libfake.so") << "this is text, not ELF";
+  auto msg = load_error(dir / "libfake.so");
+  CHECK(msg.find("libfake.so: not a loadable shared library") != std::string::npos);
+  CHECK(load_error(dir / "missing.so").find("no such plugin file") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("registry: a duplicate name/impl/version is refused, naming the first provider") {
+  auto dir = temp_dir("duplicate");
+  std::filesystem::copy_file(test::test_plugin("prefix_mean"), dir / "liba.so");
+  std::filesystem::copy_file(test::test_plugin("prefix_mean"), dir / "libb.so");
+  Registry r;
+  r.add_folder(dir);
+  REQUIRE(r.impls().size() == 1);
+  REQUIRE(r.refused().size() == 1);
+  CHECK(r.refused()[0].second.find("prefix_mean/default@1.0.0 is already provided by") != std::string::npos);
+  CHECK(r.refused()[0].second.find("liba.so") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("registry: selection errors list the candidates") {
+  Registry r;
+  r.add_file(test::test_plugin("prefix_mean"));
+  r.add_file(test::test_plugin("noncausal"));
+  CHECK(r.select({"prefix_mean", std::nullopt, std::nullopt}).label() == "prefix_mean/default@1.0.0");
+  CHECK(r.select({"prefix_mean", "default", "^1.0"}).label() == "prefix_mean/default@1.0.0");
+  auto message = [&](const Selector& s) {
+    try {
+      r.select(s);
+    } catch (const SelectionError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(message({"retnet", std::nullopt, std::nullopt}).find("available: noncausal, prefix_mean") != std::string::npos);
+  auto pinned = message({"prefix_mean", std::nullopt, "^2"});
+  CHECK(pinned.find("version = \"^2\"") != std::string::npos);
+  CHECK(pinned.find("prefix_mean/default@1.0.0") != std::string::npos);
+  CHECK(message({"prefix_mean", std::nullopt, "^x"}).find("malformed") != std::string::npos);
+}
+
+TEST_CASE("instance: a rejected config is an invalid-argument error naming the key") {
+  Registry r;
+  r.add_file(test::test_plugin("prefix_mean"));
+  auto ref = r.select({"prefix_mean", std::nullopt, std::nullopt});
+  try {
+    PluginInstance::create(ref, 8, 16, R"({"scale": -1})");
+    FAIL("accepted a bad config");
+  } catch (const PluginError& e) {
+    CHECK(e.code() == MIXLAB_INVALID_ARGUMENT);
+    CHECK(std::string(e.what()).find("scale: must be > 0") != std::string::npos);
+  }
+  CHECK_THROWS_WITH_AS(PluginInstance::create(ref, 8, 16, R"({"scael": 1})"),
+                       doctest::Contains("did you mean \"scale\""), PluginError);
+}
+
+TEST_CASE("instance: a forward that throws becomes an error with the plugin's message") {
+  Registry r;
+  r.add_file(test::test_plugin("throws"));
+  auto inst = PluginInstance::create(r.impls()[0], 8, 16, "{}");
+  auto params = inst->init_params(torch::kFloat32, torch::kCPU, 1, 0.02);
+  CHECK_THROWS_WITH_AS(inst->forward(torch::randn({1, 4, 8}), params),
+                       doctest::Contains("throws/default@1.0.0 forward: deliberate failure in forward"), PluginError);
+}
+
+TEST_CASE("instance: an output of the wrong shape is refused") {
+  Registry r;
+  r.add_file(test::test_plugin("wrong_shape"));
+  auto inst = PluginInstance::create(r.impls()[0], 8, 16, "{}");
+  auto params = inst->init_params(torch::kFloat32, torch::kCPU, 1, 0.02);
+  CHECK_THROWS_WITH_AS(inst->forward(torch::randn({1, 4, 8}), params),
+                       doctest::Contains("plugin produced shape [1, 4, 9], host expects [1, 4, 8]"), PluginError);
+}
+
+TEST_CASE("instance: NaN outputs pass through the ABI unchanged (conformance flags them)") {
+  Registry r;
+  r.add_file(test::test_plugin("nan_output"));
+  auto inst = PluginInstance::create(r.impls()[0], 8, 16, "{}");
+  auto params = inst->init_params(torch::kFloat32, torch::kCPU, 1, 0.02);
+  auto y = inst->forward(torch::randn({1, 4, 8}), params).y;
+  CHECK(torch::isnan(y).all().item<bool>());
+}
+
+TEST_CASE("atomic file: contents appear whole and a failed write leaves nothing") {
+  auto dir = temp_dir("atomic");
+  write_file_atomic(dir / "a.txt", "hello");
+  std::ifstream in(dir / "a.txt");
+  std::string s;
+  in >> s;
+  CHECK(s == "hello");
+  CHECK_THROWS_WITH_AS(write_file_atomic(dir / "missing" / "b.txt", "x"), doctest::Contains("missing/b.txt"),
+                       std::runtime_error);
+  CHECK(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()) == 1);
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,157 @@
+// End to end: `host run` on a tiny experiment trains, beats the unigram
+// baseline, writes its artifacts, resumes exactly, and explain counts the
+// parameters the run built.
+#include "model/safetensors.hpp"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+namespace {
+
+struct Run {
+  int exit_code;
+  std::string output;
+};
+
+Run host(const std::string& args) {
+  std::string cmd = std::string(MIXLAB_HOST_EXE) + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR + " 2>&1";
+  Run r{-1, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string tiny() { return std::string(MIXLAB_SOURCE_DIR) + "/tests/experiments/tiny.toml"; }
+
+std::filesystem::path scratch(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("mixlab-run-" + std::to_string(getpid())) / name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+nlohmann::json read_json(const std::filesystem::path& f) {
+  std::ifstream in(f);
+  return nlohmann::json::parse(in);
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& f) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(f);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+std::string cache_args() {
+  return " --set data.cache_dir=" + (std::filesystem::temp_directory_path() / "mixlab-test-cache").string();
+}
+
+}  // namespace
+
+TEST_CASE("run: a tiny run learns, beats the unigram baseline and writes its artifacts") {
+  auto dir = scratch("e2e");
+  auto r = host("run " + tiny() + " --output-dir " + dir.string() + cache_args());
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto m = read_json(dir / "manifest.json");
+  CHECK(m["status"] == "completed");
+  double val = m["results"]["final_val_loss"], baseline = m["data"]["unigram_baseline_loss"];
+  CHECK(val < baseline);
+  CHECK(m["results"]["final_val_bpb"].get<double>() > 0);
+  CHECK(m["plugins"].size() == 2);
+  CHECK(m["plugins"][0]["sha256"].get<std::string>().size() == 64);
+  CHECK(m["performance"]["matmul_gflops_measured"].get<double>() > 0);
+  CHECK(m["performance"]["aten_threads"] == 2);
+  auto lines = read_jsonl(dir / "metrics.jsonl");
+  REQUIRE(lines.size() > 3);
+  CHECK(lines.front().contains("train/loss"));
+  CHECK(lines.front().contains("speed/tok_per_s"));
+  CHECK(std::filesystem::exists(dir / "checkpoints" / "step-00000040" / "DONE"));
+  CHECK(std::filesystem::exists(dir / "loss.png"));
+
+  // The weights round-trip and match the parameter count explain reports.
+  auto weights = mixlab::load_safetensors(dir / "checkpoints" / "step-00000040" / "model.safetensors");
+  int64_t total = 0;
+  for (const auto& [name, t] : weights.tensors) total += t.numel();
+  CHECK(total == m["model"]["params_total"].get<int64_t>());
+  auto explain = host("explain " + tiny() + " --json" + cache_args());
+  REQUIRE(explain.exit_code == 0);
+  CHECK(nlohmann::json::parse(explain.output)["params_total"].get<double>() == static_cast<double>(total));
+}
+
+TEST_CASE("run: resuming from a checkpoint reproduces the uninterrupted run step for step") {
+  auto full = scratch("full"), resumed = scratch("resumed");
+  REQUIRE(host("run " + tiny() + " --output-dir " + full.string() + cache_args()).exit_code == 0);
+  // The interrupted twin: the same run with its last checkpoint and metrics after step 20 removed.
+  std::filesystem::copy(full, resumed, std::filesystem::copy_options::recursive);
+  std::filesystem::remove_all(resumed / "checkpoints" / "step-00000040");
+  auto r = host("run --resume " + resumed.string());
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto a = read_jsonl(full / "metrics.jsonl"), b = read_jsonl(resumed / "metrics.jsonl");
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i]["step"] == b[i]["step"]);
+    for (const char* key : {"train/loss", "val/loss", "optim/grad_norm"})
+      if (a[i].contains(key)) CHECK_MESSAGE(a[i][key].get<double>() == b[i][key].get<double>(), key, " at step ", a[i]["step"]);
+  }
+}
+
+TEST_CASE("run: bad input stops with a clear error and leaves no run folder") {
+  auto dir = scratch("bad");
+  auto r = host("run " + tiny() + " --output-dir " + dir.string() + " --set model.templates.block.mixer.plugin=nosuch");
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("no plugin named \"nosuch\"") != std::string::npos);
+  CHECK(r.output.find("tiny.toml:") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir));
+  auto rejected = host("run " + tiny() + " --output-dir " + dir.string() + " --set model.templates.block.ffn.activation=tanh");
+  CHECK(rejected.exit_code == 1);
+  CHECK(rejected.output.find("activation: must be one of") != std::string::npos);
+  auto small = host("run " + tiny() + " --output-dir " + dir.string() + " --set data.options.sentences=1" + cache_args());
+  CHECK(small.exit_code == 1);
+  CHECK_FALSE(std::filesystem::exists(dir / "manifest.json"));
+}
+
+TEST_CASE("run: a non-finite loss stops with exit code 3 and a failed manifest") {
+  // The nan_output test mixer makes the very first loss NaN.
+  auto dir = scratch("nan");
+  auto r = host("run " + tiny() + " --output-dir " + dir.string() +
+                " --set model.templates.block.mixer.plugin=nan_output" + cache_args());
+  INFO(r.output);
+  CHECK(r.exit_code == 3);
+  CHECK(r.output.find("the training loss became nan at step 0") != std::string::npos);
+  auto m = read_json(dir / "manifest.json");
+  CHECK(m["status"] == "failed");
+  CHECK(m["error"].get<std::string>().find("last good checkpoint is kept") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoints" / "step-00000000"));
+}
+
+TEST_CASE("safetensors: files round-trip and the Python safetensors package reads them") {
+  auto dir = scratch("st");
+  std::filesystem::create_directories(dir);
+  auto a = torch::randn({3, 5}), b = torch::arange(7, torch::kInt64), c = torch::randn({2, 2}).to(torch::kBFloat16);
+  mixlab::save_safetensors(dir / "x.safetensors", {{"a", a}, {"b", b}, {"c", c}}, {{"note", "hi"}});
+  auto back = mixlab::load_safetensors(dir / "x.safetensors");
+  REQUIRE(back.tensors.size() == 3);
+  CHECK(torch::equal(back.tensors[0].second, a));
+  CHECK(torch::equal(back.tensors[1].second, b));
+  CHECK(torch::equal(back.tensors[2].second, c));
+  CHECK(back.metadata.at("note") == "hi");
+  std::string py = "python3 -c \"from safetensors.torch import load_file; d = load_file('" + (dir / "x.safetensors").string() +
+                   "'); print(tuple(d['a'].shape), int(d['b'].sum()), str(d['c'].dtype))\" 2>&1";
+  FILE* p = popen(py.c_str(), "r");
+  std::array<char, 256> buf{};
+  std::string out;
+  while (fgets(buf.data(), buf.size(), p)) out += buf.data();
+  pclose(p);
+  CHECK(out.find("(3, 5) 21 torch.bfloat16") != std::string::npos);
+  std::ofstream(dir / "bad.safetensors") << "xx";
+  CHECK_THROWS_WITH(mixlab::load_safetensors(dir / "bad.safetensors"), doctest::Contains("not a valid safetensors file"));
+}
