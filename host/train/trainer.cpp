@@ -280,6 +280,7 @@ int run_experiment(const RunOptions& options) {
     last_eval = e;
   };
 
+  try {
   while (state.step < c.steps) {
     if (g_interrupted) {
       failure = "interrupted at step " + std::to_string(state.step);
@@ -356,6 +357,19 @@ int run_experiment(const RunOptions& options) {
   if (exit_code != 3) {
     validate();
     save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
+  }
+  } catch (const std::exception& e) {
+    // A failed checkpoint (full disk), data or plugin error: record it, keep what is complete.
+    std::signal(SIGINT, previous_handler);
+    manifest["status"] = "failed";
+    manifest["error"] = e.what();
+    manifest["finished_at"] = utc_now();
+    try {
+      write_manifest();
+    } catch (const std::exception&) {
+      log::error("could not update manifest.json either");
+    }
+    throw;
   }
   double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
   double tok_per_s = static_cast<double>((state.step - start_step) * tokens_per_step) / std::max(train_seconds, 1e-9);

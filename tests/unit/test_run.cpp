@@ -155,3 +155,37 @@ TEST_CASE("safetensors: files round-trip and the Python safetensors package read
   std::ofstream(dir / "bad.safetensors") << "xx";
   CHECK_THROWS_WITH(mixlab::load_safetensors(dir / "bad.safetensors"), doctest::Contains("not a valid safetensors file"));
 }
+
+TEST_CASE("ab: two attention implementations agree on identical weights; mismatched layouts are refused") {
+  auto r = host("ab " + tiny() + " --set model.templates.block.mixer.plugin=attention --swap attention=reference:flash"
+                " --repeats 2 --train 3 --output " + (scratch("ab") += ".json").string() + cache_args());
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("A and B agree within") != std::string::npos);
+  CHECK(r.output.find("logits") != std::string::npos);
+  auto mismatch = host("ab " + tiny() + " --swap prefix_mean=default:wide" + cache_args());
+  CHECK(mismatch.exit_code == 1);
+  CHECK(mismatch.output.find("do not share a parameter layout") != std::string::npos);
+  CHECK(mismatch.output.find("layers.0.mixer.bias only in wide") != std::string::npos);
+}
+
+TEST_CASE("run: a full disk while checkpointing fails clearly and leaves no partial checkpoint") {
+  // A 1 MiB tmpfs is smaller than the first checkpoint of this model. Needs root (mount).
+  auto dir = scratch("fulldisk");
+  std::filesystem::create_directories(dir);
+  if (std::system(("mount -t tmpfs -o size=1M tmpfs " + dir.string() + " 2>/dev/null").c_str()) != 0) {
+    MESSAGE("skipped: cannot mount a tmpfs here (not root?)");
+    return;
+  }
+  auto r = host("run " + tiny() + " --output-dir " + (dir / "run").string() + " --set model.d_model=128" + cache_args());
+  std::string listing;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) listing += e.path().string() + "\n";
+  auto manifest = read_json(dir / "run" / "manifest.json");
+  std::system(("umount " + dir.string()).c_str());
+  INFO(r.output, listing);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("writing checkpoint") != std::string::npos);
+  CHECK(r.output.find("No space left on device") != std::string::npos);
+  CHECK(listing.find("step-") == std::string::npos);
+  CHECK(manifest["status"] == "failed");
+}
