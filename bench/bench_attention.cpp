@@ -28,28 +28,22 @@ struct Options {
   int64_t heads = 4;
   int64_t window = 0;
   int64_t tile = 0;  // 0: the plugin's default flash_tile
-  std::filesystem::path plugins = std::filesystem::canonical("/proc/self/exe").parent_path().parent_path() / "plugins";
+  std::filesystem::path plugins = mixlab::bench::default_plugin_dir();
   std::string markdown;
 };
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--max-t") o.max_t = std::stoll(value());
-    else if (a == "--rounds") o.rounds = std::stoi(value());
-    else if (a == "--d-model") o.d_model = std::stoll(value());
-    else if (a == "--heads") o.heads = std::stoll(value());
-    else if (a == "--window") o.window = std::stoll(value());
-    else if (a == "--tile") o.tile = std::stoll(value());
-    else if (a == "--plugins") o.plugins = value();
-    else if (a == "--markdown") o.markdown = value();
-    else throw std::runtime_error("unknown argument " + a + " (see the comment at the top of bench_attention.cpp)");
-  }
+  CLI::App app{"attention: reference vs flash vs sdpa, time and peak memory against T"};
+  app.add_option("--max-t", o.max_t, "largest T (from 256, doubling)");
+  app.add_option("--rounds", o.rounds, "interleaved timing rounds");
+  app.add_option("--d-model", o.d_model, "model width");
+  app.add_option("--heads", o.heads, "attention heads");
+  app.add_option("--window", o.window, "sliding window (0: global)");
+  app.add_option("--tile", o.tile, "flash tile (0: the plugin's default)");
+  app.add_option("--plugins", o.plugins, "plugin folder");
+  app.add_option("--markdown", o.markdown, "also write the table as Markdown");
+  mixlab::bench::parse_or_exit(app, argc, argv);
   return o;
 }
 

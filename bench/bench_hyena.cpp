@@ -48,29 +48,23 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--max-len") o.max_len = std::stoll(value());
-    else if (a == "--d-model") o.d_model = std::stoll(value());
-    else if (a == "--heads") o.heads = std::stoll(value());
-    else if (a == "--batch") o.batch = std::stoll(value());
-    else if (a == "--rounds") o.rounds = std::stoi(value());
-    else if (a == "--budget") o.budget_s = std::stod(value());
-    else if (a == "--threads") o.threads = std::stoi(value());
-    else if (a == "--dtype") {
-      auto d = value();
-      o.dtype = d == "float64" ? torch::kFloat64 : d == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
-    } else if (a == "--attention-impl") o.attention_impls = {value()};
-    else if (a == "--plugins") o.plugins.push_back(value());
-    else if (a == "--markdown") o.markdown = value();
-    else throw std::runtime_error("unknown flag " + a + " (see the comment at the top of bench_hyena.cpp)");
-  }
-  if (o.plugins.empty())
-    o.plugins.push_back(std::filesystem::canonical("/proc/self/exe").parent_path().parent_path() / "plugins");
+  std::string dtype = "float32", attention_impl;
+  CLI::App app{"hyena: fft vs direct vs attention against T"};
+  app.add_option("--max-len", o.max_len, "largest T (from 256, doubling)");
+  app.add_option("--d-model", o.d_model, "model width");
+  app.add_option("--heads", o.heads, "attention heads of the comparison");
+  app.add_option("--batch", o.batch, "batch size");
+  app.add_option("--rounds", o.rounds, "interleaved timing rounds");
+  app.add_option("--budget", o.budget_s, "seconds one call may take before a candidate is dropped");
+  app.add_option("--threads", o.threads, "ATen threads");
+  app.add_option("--dtype", dtype, "float32 | float64 | bfloat16");
+  app.add_option("--attention-impl", attention_impl, "attention implementation to compare with");
+  app.add_option("--plugins", o.plugins, "plugin folder(s)");
+  app.add_option("--markdown", o.markdown, "also write the table as Markdown");
+  mixlab::bench::parse_or_exit(app, argc, argv);
+  o.dtype = mixlab::bench::dtype_named(dtype);
+  if (!attention_impl.empty()) o.attention_impls = {attention_impl};
+  if (o.plugins.empty()) o.plugins.push_back(mixlab::bench::default_plugin_dir());
   return o;
 }
 

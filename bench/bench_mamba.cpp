@@ -33,31 +33,24 @@ struct Options {
   std::string markdown;
 };
 
-std::vector<int64_t> parse_lengths(const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stoll(item));
-  return out;
-}
 
 Options parse(int argc, char** argv) {
   Options o;
-  o.plugins = std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "plugins";
-  const std::map<std::string, torch::ScalarType> dtypes{
-      {"float32", torch::kFloat32}, {"float64", torch::kFloat64}, {"bfloat16", torch::kBFloat16}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string key = argv[i], value = argv[i + 1];
-    if (key == "--d-model") o.d_model = std::stoll(value);
-    else if (key == "--batch") o.batch = std::stoll(value);
-    else if (key == "--lengths") o.lengths = parse_lengths(value);
-    else if (key == "--rounds") o.rounds = std::stoi(value);
-    else if (key == "--dtype") o.dtype = dtypes.at(value);
-    else if (key == "--device") o.device = torch::Device(value);
-    else if (key == "--config") o.config = value;
-    else if (key == "--plugins") o.plugins = value;
-    else if (key == "--markdown") o.markdown = value;
-    else throw std::runtime_error("unknown option " + key);
-  }
+  o.plugins = mixlab::bench::default_plugin_dir();
+  std::string dtype = "float32", device = "cpu";
+  CLI::App app{"mamba: chunked vs recurrent, scaling in T"};
+  app.add_option("--d-model", o.d_model, "model width");
+  app.add_option("--batch", o.batch, "batch size");
+  app.add_option("--lengths", o.lengths, "sequence lengths")->delimiter(',');
+  app.add_option("--rounds", o.rounds, "interleaved timing rounds");
+  app.add_option("--dtype", dtype, "float32 | float64 | bfloat16");
+  app.add_option("--device", device, "cpu | cuda");
+  app.add_option("--config", o.config, "plugin config as JSON");
+  app.add_option("--plugins", o.plugins, "plugin folder");
+  app.add_option("--markdown", o.markdown, "also write the table as Markdown");
+  mixlab::bench::parse_or_exit(app, argc, argv);
+  o.dtype = mixlab::bench::dtype_named(dtype);
+  o.device = torch::Device(device);
   return o;
 }
 

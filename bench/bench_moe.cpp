@@ -26,34 +26,22 @@ struct Options {
   std::string markdown;
 };
 
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stoll(item));
-  return out;
-}
 
 Options parse(int argc, char** argv) {
   Options o;
-  o.plugins = std::filesystem::canonical("/proc/self/exe").parent_path().parent_path() / "plugins";
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--plugins") o.plugins = next();
-    else if (a == "--d-model") o.d_model = std::stoll(next());
-    else if (a == "--expert-hidden") o.expert_hidden = std::stoll(next());
-    else if (a == "--top-k") o.top_k = std::stoll(next());
-    else if (a == "--batch") o.batch = std::stoll(next());
-    else if (a == "--seq") o.seq = std::stoll(next());
-    else if (a == "--experts") o.experts = parse_list(next());
-    else if (a == "--rounds") o.rounds = std::stoi(next());
-    else if (a == "--threads") o.threads = std::stoi(next());
-    else if (a == "--markdown") o.markdown = next();
-    else throw std::runtime_error("unknown option " + a + " (see the comment at the top of bench_moe.cpp)");
-  }
+  o.plugins = mixlab::bench::default_plugin_dir();
+  CLI::App app{"moe: sparse vs dense as experts grow, and vs the mlp"};
+  app.add_option("--plugins", o.plugins, "plugin folder");
+  app.add_option("--d-model", o.d_model, "model width");
+  app.add_option("--expert-hidden", o.expert_hidden, "hidden width of one expert");
+  app.add_option("--top-k", o.top_k, "experts per token");
+  app.add_option("--batch", o.batch, "batch size");
+  app.add_option("--seq", o.seq, "sequence length");
+  app.add_option("--experts", o.experts, "expert counts")->delimiter(',');
+  app.add_option("--rounds", o.rounds, "interleaved timing rounds");
+  app.add_option("--threads", o.threads, "ATen threads");
+  app.add_option("--markdown", o.markdown, "also write the table as Markdown");
+  mixlab::bench::parse_or_exit(app, argc, argv);
   return o;
 }
 

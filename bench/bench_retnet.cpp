@@ -45,33 +45,24 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  o.plugins = std::filesystem::canonical("/proc/self/exe").parent_path().parent_path() / "plugins";
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--max-len") o.max_len = std::stoll(value());
-    else if (a == "--d-model") o.d_model = std::stoll(value());
-    else if (a == "--heads") o.heads = std::stoll(value());
-    else if (a == "--chunk") o.chunk = std::stoll(value());
-    else if (a == "--batch") o.batch = std::stoll(value());
-    else if (a == "--rounds") o.rounds = std::stoi(value());
-    else if (a == "--budget") o.budget_s = std::stod(value());
-    else if (a == "--threads") o.threads = std::stoi(value());
-    else if (a == "--dtype") {
-      auto d = value();
-      o.dtype = d == "float64" ? torch::kFloat64 : d == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
-    } else if (a == "--contexts") {
-      o.contexts.clear();
-      std::stringstream list(value());
-      for (std::string item; std::getline(list, item, ',');) o.contexts.push_back(std::stoll(item));
-    } else if (a == "--decode-tokens") o.decode_tokens = std::stoi(value());
-    else if (a == "--plugins") o.plugins = value();
-    else if (a == "--markdown") o.markdown = value();
-    else throw std::runtime_error("unknown flag " + a + " (see the comment at the top of bench_retnet.cpp)");
-  }
+  o.plugins = mixlab::bench::default_plugin_dir();
+  std::string dtype = "float32";
+  CLI::App app{"retnet: chunkwise scaling in T and decode time per token"};
+  app.add_option("--max-len", o.max_len, "largest T (from 512, doubling)");
+  app.add_option("--d-model", o.d_model, "model width");
+  app.add_option("--heads", o.heads, "retention heads");
+  app.add_option("--chunk", o.chunk, "chunk size");
+  app.add_option("--batch", o.batch, "batch size");
+  app.add_option("--rounds", o.rounds, "interleaved timing rounds");
+  app.add_option("--budget", o.budget_s, "seconds one call may take before a candidate is dropped");
+  app.add_option("--threads", o.threads, "ATen threads");
+  app.add_option("--dtype", dtype, "float32 | float64 | bfloat16");
+  app.add_option("--contexts", o.contexts, "decode contexts")->delimiter(',');
+  app.add_option("--decode-tokens", o.decode_tokens, "tokens decoded per measurement");
+  app.add_option("--plugins", o.plugins, "plugin folder");
+  app.add_option("--markdown", o.markdown, "also write the table as Markdown");
+  mixlab::bench::parse_or_exit(app, argc, argv);
+  o.dtype = mixlab::bench::dtype_named(dtype);
   return o;
 }
 

@@ -4,11 +4,13 @@
 // assert times (the machines are shared and noisy).
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iomanip>
@@ -18,6 +20,27 @@
 #include <vector>
 
 namespace mixlab::bench {
+
+// Parses the command line; on --help or a bad flag, prints and exits.
+inline void parse_or_exit(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
+  }
+}
+
+// build/plugins, seen from build/bench/<this executable>.
+inline std::filesystem::path default_plugin_dir() {
+  return std::filesystem::canonical("/proc/self/exe").parent_path().parent_path() / "plugins";
+}
+
+inline torch::ScalarType dtype_named(const std::string& name) {
+  if (name == "float32") return torch::kFloat32;
+  if (name == "float64") return torch::kFloat64;
+  if (name == "bfloat16") return torch::kBFloat16;
+  throw std::runtime_error("unknown dtype " + name + " (float32 | float64 | bfloat16)");
+}
 
 inline void sync(torch::Device device) {
   if (device.is_cuda()) torch::cuda::synchronize();
