@@ -1,31 +1,19 @@
 // The conformance runner passes a correct plugin and fails each deliberately
 // broken one in the right check, surviving crashes and hangs.
+#include "run_command.hpp"
 #include "test_plugin_files.hpp"
 
 #include <doctest/doctest.h>
 
-#include <array>
-#include <cstdio>
 #include <string>
 
 namespace {
 
-struct Run {
-  int exit_code;
-  std::string output;
-};
+using Run = mixlab::test::CommandResult;
 
 Run conformance(const std::string& plugin, const std::string& extra = "") {
-  std::string cmd = std::string(MIXLAB_HOST_EXE) + " conformance " + mixlab::test::test_plugin(plugin).string() +
-                    " " + extra + " 2>&1";
-  Run run{-1, ""};
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe);
-  std::array<char, 4096> buf{};
-  while (fgets(buf.data(), buf.size(), pipe)) run.output += buf.data();
-  int status = pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
+  return mixlab::test::run_command(std::string(MIXLAB_HOST_EXE) + " conformance " +
+                                   mixlab::test::test_plugin(plugin).string() + " " + extra);
 }
 
 bool has(const Run& r, const std::string& text) { return r.output.find(text) != std::string::npos; }

@@ -2,30 +2,17 @@
 // baseline, writes its artifacts, resumes exactly, and explain counts the
 // parameters the run built.
 #include "model/safetensors.hpp"
+#include "run_command.hpp"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
 
 namespace {
 
-struct Run {
-  int exit_code;
-  std::string output;
-};
-
-Run host(const std::string& args) {
-  std::string cmd = std::string(MIXLAB_HOST_EXE) + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR + " 2>&1";
-  Run r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf{};
-  while (fgets(buf.data(), buf.size(), p)) r.output += buf.data();
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+mixlab::test::CommandResult host(const std::string& args) {
+  return mixlab::test::run_command(std::string(MIXLAB_HOST_EXE) + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR);
 }
 
 std::string tiny() { return std::string(MIXLAB_SOURCE_DIR) + "/tests/experiments/tiny.toml"; }
@@ -144,13 +131,10 @@ TEST_CASE("safetensors: files round-trip and the Python safetensors package read
   CHECK(torch::equal(back.tensors[1].second, b));
   CHECK(torch::equal(back.tensors[2].second, c));
   CHECK(back.metadata.at("note") == "hi");
-  std::string py = "python3 -c \"from safetensors.torch import load_file; d = load_file('" + (dir / "x.safetensors").string() +
-                   "'); print(tuple(d['a'].shape), int(d['b'].sum()), str(d['c'].dtype))\" 2>&1";
-  FILE* p = popen(py.c_str(), "r");
-  std::array<char, 256> buf{};
-  std::string out;
-  while (fgets(buf.data(), buf.size(), p)) out += buf.data();
-  pclose(p);
+  std::string out = mixlab::test::run_command("python3 -c \"from safetensors.torch import load_file; d = load_file('" +
+                                              (dir / "x.safetensors").string() +
+                                              "'); print(tuple(d['a'].shape), int(d['b'].sum()), str(d['c'].dtype))\"")
+                        .output;
   CHECK(out.find("(3, 5) 21 torch.bfloat16") != std::string::npos);
   std::ofstream(dir / "bad.safetensors") << "xx";
   CHECK_THROWS_WITH(mixlab::load_safetensors(dir / "bad.safetensors"), doctest::Contains("not a valid safetensors file"));
