@@ -34,13 +34,15 @@ class Loader {
  public:
   Loader(std::string file) : file_(std::move(file)) {}
 
-  void error(const toml::node* n, const std::string& field, const std::string& message) {
-    // A value set on the command line is reported as coming from there.
+  // Where `field` came from; a value set on the command line is reported as coming from there.
+  SourcePos position(const toml::node* n, const std::string& field) const {
     auto o = overridden_.find(field);
-    SourcePos pos = o != overridden_.end() ? SourcePos{"--set " + o->second, 0, 0}
-                    : n                    ? pos_of(*n, file_)
-                                           : SourcePos{file_, 0, 0};
-    diagnostics_.push_back(Diagnostic{pos, field, message});
+    if (o != overridden_.end()) return SourcePos{"--set " + o->second, 0, 0};
+    return n ? pos_of(*n, file_) : SourcePos{file_, 0, 0};
+  }
+
+  void error(const toml::node* n, const std::string& field, const std::string& message) {
+    diagnostics_.push_back(Diagnostic{position(n, field), field, message});
   }
 
   // Inserts "a.b.c=value" into the table; the value is TOML ("3", "\"x\"", "[1, 2]") or a bare string.
@@ -117,13 +119,13 @@ class Loader {
         if (key == "plugin") c.plugin = s;
         else if (key == "impl") c.impl = s;
         else c.version = s;
-        c.key_pos[key] = pos_of(v, file_);
+        c.key_pos[key] = position(&v, field + "." + key);
         continue;
       }
       std::ostringstream json;
       json << toml::json_formatter{toml::table{{key, v}}};
       c.config[key] = nlohmann::json::parse(json.str())[key];
-      c.key_pos[key] = pos_of(v, file_);
+      c.key_pos[key] = position(&v, field + "." + key);
     }
     if (c.plugin.empty()) error(&n, field + ".plugin", "is required (the plugin's name, see `host plugins`)");
     return c;
@@ -398,6 +400,7 @@ std::vector<Diagnostic> check_plugins(const ExperimentConfig& config, const Regi
       std::string body = label_end == std::string::npos ? msg : msg.substr(label_end + 9);
       std::string key = body.substr(0, body.find(':'));
       bool known = c.key_pos.count(key) > 0;
+      if (known) body = body.substr(key.size() + 2);  // the key is in the field name
       out.push_back({known ? at(key) : c.pos, field + (known ? "." + key : ""), body});
     }
   };

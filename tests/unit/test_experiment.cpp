@@ -2,6 +2,7 @@
 // what is allowed; --set overrides are typed like the file.
 #include "experiment/loader.hpp"
 #include "experiment/schema.hpp"
+#include "runtime/registry.hpp"
 
 #include <doctest/doctest.h>
 
@@ -103,4 +104,16 @@ TEST_CASE("experiment: the schema reference in docs/experiments.md is current") 
   std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK_MESSAGE(doc.find(schema_markdown()) != std::string::npos,
                 "regenerate the key reference with `build/host schema` and paste it into docs/experiments.md");
+}
+
+TEST_CASE("experiment: a plugin's config error points at the key's line") {
+  auto file = write_experiment("plugin", std::string(kValid).replace(std::string(kValid).find("scale = 1.0"), 11, "scale = -1.0"));
+  auto config = load_experiment(file);
+  mixlab::Registry registry;
+  registry.add_folder(MIXLAB_TEST_PLUGIN_DIR);
+  registry.add_folder(MIXLAB_PLUGIN_DIR);
+  auto problems = check_plugins(config, registry);
+  REQUIRE(problems.size() == 1);
+  INFO(problems[0].str());
+  CHECK(problems[0].str().find(".toml:7:43: model.templates.a.mixer.scale: must be > 0") != std::string::npos);
 }
