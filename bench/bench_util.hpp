@@ -4,6 +4,8 @@
 // assert times (the machines are shared and noisy).
 #pragma once
 
+#include "util/system_info.hpp"
+
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
@@ -67,29 +69,8 @@ inline std::vector<double> interleaved_medians(const std::vector<std::function<v
   return medians;
 }
 
-// Linux keeps a per-process resident high-water mark (VmHWM); writing "5" to
-// clear_refs resets it, so the peak of one measurement can be read afterwards.
-inline void reset_peak_rss() {
-  std::ofstream("/proc/self/clear_refs") << "5";
-}
-
-inline double peak_rss_mib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  return 0.0;
-}
-
-inline double current_rss_mib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  return 0.0;
-}
-
-// Peak resident memory above the starting level while `fn` runs (MiB).
+// Peak resident memory above the starting level while `fn` runs (MiB); Linux
+// resets the high-water mark through clear_refs (util/system_info.hpp).
 inline double peak_extra_mib(const std::function<void()>& fn) {
   double base = current_rss_mib();
   reset_peak_rss();

@@ -5,6 +5,7 @@
 #include "runtime/library.hpp"
 
 #include <boost/dll/library_info.hpp>
+#include <mixlab/testing.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <nlohmann/json.hpp>
 
@@ -81,13 +82,8 @@ uint64_t dtype_cap(torch::ScalarType t) {
   }
 }
 
-// max|a - b| / max(1, max|b|)
-double scaled_error(const Tensor& a, const Tensor& b) {
-  auto a64 = a.detach().to(torch::kFloat64), b64 = b.detach().to(torch::kFloat64);
-  if (a64.sizes() != b64.sizes()) return std::numeric_limits<double>::infinity();
-  if (a64.numel() == 0) return 0.0;
-  return (a64 - b64).abs().max().item<double>() / std::max(1.0, b64.abs().max().item<double>());
-}
+// max|a - b| / max(1, max|b|), the metric plugins' own checks use too.
+using testing::scaled_max_error;
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() &&
@@ -337,7 +333,7 @@ Outcome check_batch_independence(const Fixture& f) {
   double worst = 0.0;
   for (int64_t b = 0; b < 3; ++b) {
     auto yb = f.inst->forward(x.slice(0, b, b + 1).contiguous(), params).y;
-    worst = std::max(worst, scaled_error(yb, y.slice(0, b, b + 1)));
+    worst = std::max(worst, scaled_max_error(yb, y.slice(0, b, b + 1)));
   }
   const double tol = 1e-10;
   return bounded(worst <= tol, "each batch row alone vs in a batch of 3 (float64)", worst, tol);
@@ -376,7 +372,7 @@ Outcome check_causality(const Fixture& f) {
     auto yp = f.inst->forward(xp, params).y;
     auto mask = torch::ones({T}, torch::kBool);
     mask[t0] = false;
-    worst = std::max(worst, scaled_error(yp.index({torch::indexing::Slice(), mask}),
+    worst = std::max(worst, scaled_max_error(yp.index({torch::indexing::Slice(), mask}),
                                          y.index({torch::indexing::Slice(), mask})));
   }
   return bounded(worst <= bound, "FFN is position-wise: other positions unchanged", worst, bound);
@@ -395,13 +391,13 @@ Outcome check_decode(const Fixture& f) {
   auto state = f.inst->new_state(2, torch::kFloat64, torch::kCPU);
   std::vector<Tensor> steps;
   for (int64_t t = 0; t < T; ++t) steps.push_back(state->step(x.slice(1, t, t + 1).contiguous(), pd));
-  double err_steps = scaled_error(torch::cat(steps, 1), y);
+  double err_steps = scaled_max_error(torch::cat(steps, 1), y);
   // Prefill a prefix, then continue in uneven chunks.
   auto state2 = f.inst->new_state(2, torch::kFloat64, torch::kCPU);
   std::vector<Tensor> chunks;
   for (auto [a, b] : std::vector<std::pair<int64_t, int64_t>>{{0, T / 3}, {T / 3, T / 3 + 1}, {T / 3 + 1, T}})
     if (b > a) chunks.push_back(state2->step(x.slice(1, a, b).contiguous(), pd));
-  double err_chunks = scaled_error(torch::cat(chunks, 1), y);
+  double err_chunks = scaled_max_error(torch::cat(chunks, 1), y);
   const double tol = 1e-10;
   double worst = std::max(err_steps, err_chunks);
   std::ostringstream msg;
@@ -462,7 +458,7 @@ Outcome check_threads(const Fixture& f) {
     tb.join();
     if (!error.empty()) return fail("concurrent use threw: " + error);
     double err = 0;
-    for (size_t i = 0; i < 2; ++i) err = std::max({err, scaled_error(got_a[i], ref_a[i]), scaled_error(got_b[i], ref_b[i])});
+    for (size_t i = 0; i < 2; ++i) err = std::max({err, scaled_max_error(got_a[i], ref_a[i]), scaled_max_error(got_b[i], ref_b[i])});
     if (err > 1e-12) return fail("results on two threads differ from sequential ones", err, 1e-12);
   }
   return pass("two instances, forward and backward on two threads at once, 3 rounds: equal to sequential");

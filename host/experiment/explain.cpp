@@ -1,6 +1,6 @@
 #include "experiment/explain.hpp"
 
-#include "data/dataset.hpp"
+#include "experiment/experiment_data.hpp"
 #include "model/model.hpp"
 
 #include <iomanip>
@@ -23,9 +23,7 @@ std::string human_count(double n) {
 int64_t planned_vocab_size(const ExperimentConfig& c) {
   if (c.tokenizer.kind == "sentencepiece") return c.tokenizer.vocab_size;
   if (c.data.source == "builtin:mqar" || c.data.source == "builtin:copy") {
-    auto ds = data::Dataset::open({c.data.source, c.data.val_fraction, c.job.seed, c.data.options},
-                                  {c.tokenizer.kind, c.tokenizer.model_type, c.tokenizer.vocab_size}, "");
-    return ds->tokenizer().vocab_size();
+    return open_dataset(c)->tokenizer().vocab_size();  // probe tasks generate on demand: cheap
   }
   return 256;
 }

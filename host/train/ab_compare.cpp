@@ -1,12 +1,15 @@
 #include "train/ab_compare.hpp"
 
 #include "data/dataset.hpp"
+#include "experiment/experiment_data.hpp"
 #include "experiment/loader.hpp"
 #include "model/model.hpp"
 #include "train/evaluate.hpp"
 #include "train/trainer.hpp"
 #include "util/atomic_file.hpp"
 #include "util/system_info.hpp"
+
+#include <mixlab/testing.hpp>
 
 #include <chrono>
 #include <iomanip>
@@ -38,10 +41,6 @@ ExperimentConfig with_impl(ExperimentConfig c, const Swap& s, const std::string&
   return c;
 }
 
-double rel_rms(const torch::Tensor& a, const torch::Tensor& b) {
-  auto a64 = a.detach().to(torch::kFloat64), b64 = b.detach().to(torch::kFloat64);
-  return (a64 - b64).pow(2).mean().sqrt().item<double>() / (b64.pow(2).mean().sqrt().item<double>() + 1e-30);
-}
 double max_abs(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.detach().to(torch::kFloat64) - b.detach().to(torch::kFloat64)).abs().max().item<double>();
 }
@@ -76,11 +75,8 @@ int run_ab(const AbOptions& o) {
     auto problems = check_plugins(*c, registry);
     if (!problems.empty()) throw ExperimentError(problems);
   }
-  at::set_num_threads(base.training.threads > 0 ? static_cast<int>(base.training.threads)
-                                                : static_cast<int>(std::thread::hardware_concurrency()));
-  auto dataset = data::Dataset::open({base.data.source, base.data.val_fraction, base.job.seed, base.data.options},
-                                     {base.tokenizer.kind, base.tokenizer.model_type, base.tokenizer.vocab_size},
-                                     data_cache_dir(base));
+  set_threads(base);
+  auto dataset = open_dataset(base);
   const int64_t vocab = dataset->tokenizer().vocab_size();
   Model a(ca, registry, vocab, torch::kCPU), b(cb, registry, vocab, torch::kCPU);
 
@@ -132,7 +128,7 @@ int run_ab(const AbOptions& o) {
     bool is_logits = i == outs_a.size();
     auto oa = is_logits ? logits_a : outs_a[i], ob = is_logits ? logits_b : outs_b[i];
     auto ga = layer_grads(a, is_logits ? -1 : static_cast<int64_t>(i)), gb = layer_grads(b, is_logits ? -1 : static_cast<int64_t>(i));
-    double out_rel = rel_rms(ob, oa), grad_rel = rel_rms(gb, ga);
+    double out_rel = testing::relative_rms(ob, oa), grad_rel = testing::relative_rms(gb, ga);
     ok = ok && out_rel <= o.tolerance && grad_rel <= o.tolerance;
     std::string name = is_logits ? "logits" : std::to_string(i);
     std::cout << std::left << std::setw(8) << name << std::setw(14) << fmt(max_abs(ob, oa)) << std::setw(14) << fmt(out_rel)

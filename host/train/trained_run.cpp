@@ -2,7 +2,7 @@
 
 #include "experiment/loader.hpp"
 #include "train/checkpoint.hpp"
-#include "train/trainer.hpp"
+#include "experiment/experiment_data.hpp"
 
 #include <fstream>
 
@@ -21,9 +21,7 @@ TrainedRun load_trained_run(const std::filesystem::path& run_dir) {
   run.checkpoint = *ckpt;
   run.registry = experiment_registry(run.config);
   const auto& c = run.config;
-  run.dataset = data::Dataset::open({c.data.source, c.data.val_fraction, c.job.seed, c.data.options},
-                                    {c.tokenizer.kind, c.tokenizer.model_type, c.tokenizer.vocab_size},
-                                    data_cache_dir(c));
+  run.dataset = open_dataset(c);
   run.model = std::make_unique<Model>(c, run.registry, run.dataset->tokenizer().vocab_size(), torch::kCPU);
   load_checkpoint(run.checkpoint, *run.model, nullptr);
   return run;

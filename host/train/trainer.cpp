@@ -2,6 +2,7 @@
 
 #include "data/batch.hpp"
 #include "data/dataset.hpp"
+#include "experiment/experiment_data.hpp"
 #include "experiment/loader.hpp"
 #include "model/model.hpp"
 #include "runtime/registry.hpp"
@@ -128,11 +129,10 @@ nlohmann::json routing_summary(const std::map<std::string, torch::Tensor>& stats
 
 }  // namespace
 
-std::filesystem::path data_cache_dir(const ExperimentConfig& config) {
-  if (!config.data.cache_dir.empty()) return config.data.cache_dir;
-  if (const char* env = std::getenv("MIXLAB_CACHE")) return env;
-  if (const char* home = std::getenv("HOME")) return std::filesystem::path(home) / ".cache" / "mixlab";
-  return std::filesystem::temp_directory_path() / "mixlab-cache";
+int set_threads(const ExperimentConfig& config) {
+  at::set_num_threads(config.training.threads > 0 ? static_cast<int>(config.training.threads)
+                                                  : static_cast<int>(std::thread::hardware_concurrency()));
+  return at::get_num_threads();
 }
 
 const std::filesystem::path& last_run_dir() { return g_last_run_dir; }
@@ -156,14 +156,9 @@ int run_experiment(const RunOptions& options) {
   Registry registry = experiment_registry(config);
   auto problems = check_plugins(config, registry);
   if (!problems.empty()) throw ExperimentError(problems);
-  int threads = config.training.threads > 0 ? static_cast<int>(config.training.threads)
-                                            : static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(threads);
+  set_threads(config);
   torch::Device device = pick_device(config.training.device);
-  std::filesystem::path cache = data_cache_dir(config);
-  auto dataset = data::Dataset::open({config.data.source, config.data.val_fraction, config.job.seed, config.data.options},
-                                     {config.tokenizer.kind, config.tokenizer.model_type, config.tokenizer.vocab_size},
-                                     cache);
+  auto dataset = open_dataset(config);
   data::require_window("train", dataset->train_tokens(), config.data.seq_len);
 
   if (!options.resume) {

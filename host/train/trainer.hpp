@@ -20,10 +20,9 @@ struct RunOptions {
 // Returns the process exit code (0 success, 1 error, 3 non-finite loss, 130 interrupted).
 int run_experiment(const RunOptions& options);
 
-// Where tokenizers and token shards are cached: data.cache_dir, else
-// $MIXLAB_CACHE, else ~/.cache/mixlab.
+// Sets ATen's intra-op threads from training.threads (0: every core); returns the count in force.
 struct ExperimentConfig;
-std::filesystem::path data_cache_dir(const ExperimentConfig& config);
+int set_threads(const ExperimentConfig& config);
 
 // The run folder of the last run_experiment call (for tools that chain runs).
 const std::filesystem::path& last_run_dir();
