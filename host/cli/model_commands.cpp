@@ -1,4 +1,5 @@
-// `host generate RUN_DIR` and `host forward RUN_DIR`: using a trained model.
+// `host generate`, `host forward` and `host analyze`: using a trained model.
+#include "analysis/routing_analysis.hpp"
 #include "cli/commands.hpp"
 #include "model/safetensors.hpp"
 #include "train/trained_run.hpp"
@@ -128,6 +129,28 @@ void add_model_commands(CLI::App& app, Action& action) {
       save_safetensors(output, {{"tokens", tokens}, {"logits", logits.to(torch::kFloat32)}},
                        {{"run", fwd_run}, {"checkpoint", run.checkpoint.string()}});
       std::cout << output << ": logits " << c10::str(logits.sizes()) << "\n";
+      return 0;
+    };
+  });
+
+  static AnalyzeOptions analyze;
+  static std::string analyze_prompts, analyze_output;
+  auto* an = app.add_subcommand("analyze", "MoE routing analysis of a trained run: per layer and expert, per token "
+                                           "class, per labelled prompt; PNG plots, JSON and CSV");
+  an->add_option("run_dir", analyze.run_dir, "run folder")->required();
+  an->add_option("--prompts", analyze_prompts, "file of labelled prompts, one per line: label<TAB>text");
+  an->add_option("--batches", analyze.batches, "validation batches to route (of the run's batch size)");
+  an->add_option("--output-dir", analyze_output, "where to write the analysis (default: the run folder)");
+  an->callback([&] {
+    action = [&] {
+      if (!analyze_prompts.empty()) analyze.prompts = analyze_prompts;
+      if (!analyze_output.empty()) analyze.output_dir = analyze_output;
+      print_routing_report(analyze_routing(analyze));
+      std::cout << "wrote routing.json, routing-by-layer.csv, routing-analysis.png"
+                << (std::filesystem::exists(analyze.output_dir.value_or(analyze.run_dir) / "expert-by-class.png")
+                        ? ", routing-by-class.csv, expert-by-class.png" : "")
+                << (analyze.prompts ? ", routing-by-label.csv" : "") << " in "
+                << analyze.output_dir.value_or(analyze.run_dir).string() << "\n";
       return 0;
     };
   });

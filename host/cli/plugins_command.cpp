@@ -71,7 +71,9 @@ int plugin_info(const Selector& sel, const std::string& config, int64_t d_model,
   if (!inst->sides().empty()) std::cout << "  side outputs:\n";
   for (const auto& s : inst->sides())
     std::cout << "    " << std::left << std::setw(16) << s.name
-              << (s.kind == MIXLAB_SIDE_AUX_LOSS ? "aux loss x " + std::to_string(s.coefficient) : std::string("statistic"))
+              << (s.kind == MIXLAB_SIDE_AUX_LOSS         ? "aux loss x " + std::to_string(s.coefficient)
+                  : s.kind == MIXLAB_SIDE_TOKEN_STATISTIC ? std::string("per-token statistic")
+                                                          : std::string("statistic"))
               << "  " << s.description << "\n";
   auto c = inst->cost(max_seq_len, 4);
   std::cout << "  cost at T=" << max_seq_len << ": active params " << c.active_params << ", forward FLOPs/token "

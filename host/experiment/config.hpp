@@ -51,6 +51,8 @@ struct ExperimentConfig {
     std::string output_dir;                // "": runs/<name>-<utc>-<id>
     std::vector<std::string> plugin_path;  // extra plugin folders
     int64_t target_params = 0;             // 0: none; explain reports the distance
+    std::string level;                     // presets: beginner | intermediate | advanced | expert
+    std::vector<std::string> references;   // papers the design comes from
   } job;
   struct Model {
     int64_t d_model = 0;  // required

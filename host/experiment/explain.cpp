@@ -19,6 +19,16 @@ std::string human_count(double n) {
   return s.str();
 }
 
+std::string human_bytes(double n) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(1);
+  if (n >= 1e9) s << n / 1e9 << " GB";
+  else if (n >= 1e6) s << n / 1e6 << " MB";
+  else if (n >= 1e3) s << n / 1e3 << " KB";
+  else s << std::setprecision(0) << n << " B";
+  return s.str();
+}
+
 // The vocabulary size an experiment will have, without training a tokenizer.
 int64_t planned_vocab_size(const ExperimentConfig& c) {
   if (c.tokenizer.kind == "sentencepiece") return c.tokenizer.vocab_size;
@@ -78,14 +88,14 @@ void print_explain(const ExperimentConfig& config, const nlohmann::json& r) {
   for (const auto& row : r["layers"]) {
     std::cout << std::left << std::setw(6) << row["index"].get<int>() << std::setw(34) << row["mixer"].get<std::string>()
               << std::setw(26) << row["ffn"].get<std::string>() << std::setw(10) << human_count(row["params"])
-              << std::setw(10) << human_count(row["active_params"]) << human_count(row["decode_state_bytes"]) << "B"
+              << std::setw(10) << human_count(row["active_params"]) << human_bytes(row["decode_state_bytes"])
               << (row["state_grows"].get<bool>() ? " (grows with context)" : "") << "\n";
   }
   std::cout << "\nparameters: " << human_count(r["params_total"]) << " total, " << human_count(r["params_active"])
             << " active per token, " << human_count(r["params_embedding"]) << " in embeddings/head\n"
             << "training FLOPs per token: " << human_count(r["train_flops_per_token"]) << "\n"
-            << "decode state at max_seq_len: " << human_count(r["decode_state_bytes_bf16_at_max_seq_len"]) << "B per sequence ("
-            << human_count(r["decode_state_bytes_per_token"]) << "B per token)"
+            << "decode state at max_seq_len: " << human_bytes(r["decode_state_bytes_bf16_at_max_seq_len"]) << " per sequence ("
+            << human_bytes(r["decode_state_bytes_per_token"]) << " per token)"
             << (r["decode_state_grows"].get<bool>() ? ", grows with the context" : ", constant in the context") << "\n";
   if (r.contains("target_params_deviation"))
     std::cout << "target parameters: " << human_count(static_cast<double>(config.job.target_params)) << " ("

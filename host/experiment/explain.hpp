@@ -15,6 +15,8 @@ class Registry;
 
 // "1.2M", "3.40B": parameter and byte counts for people.
 std::string human_count(double n);
+// "1.6 GB", "262.1 KB": byte counts.
+std::string human_bytes(double n);
 
 // The vocabulary size the experiment will have, without training a tokenizer.
 int64_t planned_vocab_size(const ExperimentConfig& config);

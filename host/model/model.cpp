@@ -109,7 +109,8 @@ ModelOutput Model::forward(const torch::Tensor& tokens, bool training, uint64_t 
       for (const auto& s : inst->sides()) {
         bool is_aux = s.kind == MIXLAB_SIDE_AUX_LOSS;
         auto value = is_aux ? r.aux_losses[aux++] : r.statistics[stat++];
-        out.sides.push_back(SideOutput{prefix + "." + slot + "/" + s.name, value, is_aux ? s.coefficient : 0.0, is_aux});
+        out.sides.push_back(SideOutput{prefix + "." + slot + "/" + s.name, value, is_aux ? s.coefficient : 0.0, is_aux,
+                                       s.kind == MIXLAB_SIDE_TOKEN_STATISTIC});
         if (is_aux && s.coefficient != 0.0) out.aux_loss = out.aux_loss + s.coefficient * value;
       }
     }

@@ -33,6 +33,7 @@ struct SideOutput {
   torch::Tensor value;  // aux losses carry gradients; statistics are detached
   double coefficient;   // aux losses: weight in the objective; statistics: 0
   bool is_aux_loss;
+  bool per_token = false;  // a token statistic: (B, T, ...), for analyses rather than logs
 };
 
 struct ModelOutput {

@@ -37,10 +37,13 @@ variable_list run_forward(PluginInstance& inst, const torch::Tensor& x, const st
   auto y = torch::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
   std::vector<torch::Tensor> side;
   // Aux losses carry gradients: at least float32, float64 for float64 inputs (finite
-  // differences need it). Statistics are float32.
+  // differences need it). Statistics are float32; token statistics get (B, T) in front.
   auto aux_dtype = torch::promote_types(x.scalar_type(), torch::kFloat32);
-  for (const auto& s : inst.sides())
-    side.push_back(torch::zeros(s.shape, x.options().dtype(s.kind == MIXLAB_SIDE_AUX_LOSS ? aux_dtype : torch::kFloat32)));
+  for (const auto& s : inst.sides()) {
+    std::vector<int64_t> shape = s.shape;
+    if (s.kind == MIXLAB_SIDE_TOKEN_STATISTIC) shape.insert(shape.begin(), {x.size(0), x.size(1)});
+    side.push_back(torch::zeros(shape, x.options().dtype(s.kind == MIXLAB_SIDE_AUX_LOSS ? aux_dtype : torch::kFloat32)));
+  }
   DLTensor xv = dl_view(x), yv = dl_view(y);
   DLViews pv(params), sv(side);
   mixlab_call call = make_call(options, saved != nullptr);

@@ -37,6 +37,12 @@ std::shared_ptr<PluginInstance> PluginInstance::create(const ImplRef& ref, int64
   check_status(ref.impl->side_specs(inst->handle_, &sides, &n), ref.label() + " side_specs");
   for (int32_t i = 0; i < n; ++i) {
     const auto& s = sides[i];
+    if (s.kind < MIXLAB_SIDE_AUX_LOSS || s.kind > MIXLAB_SIDE_TOKEN_STATISTIC)
+      throw PluginError(MIXLAB_INTERNAL, ref.label() + ": side output " + std::to_string(i) + " has unknown kind " +
+                                             std::to_string(s.kind));
+    if (s.ndim < 0 || s.ndim > MIXLAB_MAX_DIMS - 2)
+      throw PluginError(MIXLAB_INTERNAL, ref.label() + ": side output " + std::to_string(i) + " has ndim " +
+                                             std::to_string(s.ndim));
     inst->sides_.push_back(SideInfo{s.name ? s.name : "", s.description ? s.description : "", s.kind,
                                     std::vector<int64_t>(s.shape, s.shape + std::max(0, s.ndim)), s.coefficient});
   }

@@ -37,7 +37,7 @@ struct SideInfo {
 struct ForwardResult {
   torch::Tensor y;
   std::vector<torch::Tensor> aux_losses;  // differentiable scalars, in side-spec order
-  std::vector<torch::Tensor> statistics;  // float32, detached
+  std::vector<torch::Tensor> statistics;  // float32, detached; token statistics included, in side-spec order
 };
 
 struct CallOptions {

@@ -1,5 +1,6 @@
 #include "train/trainer.hpp"
 
+#include "analysis/expert_load.hpp"
 #include "data/batch.hpp"
 #include "data/dataset.hpp"
 #include "experiment/experiment_data.hpp"
@@ -110,20 +111,11 @@ nlohmann::json model_facts(const Model& model, const ExperimentConfig& config, d
 
 // Load mean/std and dead experts from the last expert_share statistic of each MoE layer.
 nlohmann::json routing_summary(const std::map<std::string, torch::Tensor>& stats) {
+  const std::string suffix = "/expert_share";
   nlohmann::json out = nlohmann::json::object();
-  for (const auto& [name, t] : stats) {
-    if (name.size() < 13 || name.substr(name.size() - 13) != "/expert_share") continue;
-    auto share = t.to(torch::kFloat64);
-    int64_t experts = share.numel();
-    double fair = 1.0 / static_cast<double>(experts);
-    nlohmann::json dead = nlohmann::json::array();
-    for (int64_t e = 0; e < experts; ++e)
-      if (share[e].item<double>() < 0.01 * fair) dead.push_back(e);
-    out[name.substr(0, name.size() - 13)] = {{"expert_share", tensor_json(share)},
-                                             {"load_mean", share.mean().item<double>()},
-                                             {"load_std", share.std(false).item<double>()},
-                                             {"dead_experts", dead}};
-  }
+  for (const auto& [name, t] : stats)
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      out[name.substr(0, name.size() - suffix.size())] = expert_load(t);
   return out;
 }
 
@@ -220,6 +212,7 @@ int run_experiment(const RunOptions& options) {
       {"status", "running"},
       {"name", config.job.name},
       {"description", config.job.description},
+      {"references", config.job.references},
       {"command", options.resume ? "host run --resume " + run_dir.string() : "host run " + options.experiment.string()},
       {"experiment_file", std::filesystem::absolute(experiment_file).string()},
       {"overrides", overrides},
@@ -300,7 +293,8 @@ int run_experiment(const RunOptions& options) {
       auto objective = (loss + out.aux_loss) / static_cast<double>(c.grad_accum_steps);
       objective.backward();
       step_loss += loss.item<double>() / static_cast<double>(c.grad_accum_steps);
-      for (const auto& s : out.sides) last_stats[s.name] = s.value.detach().to(torch::kCPU);
+      for (const auto& s : out.sides)
+        if (!s.per_token) last_stats[s.name] = s.value.detach().to(torch::kCPU);
     }
     if (!std::isfinite(step_loss)) {
       failure = "the training loss became " + std::to_string(step_loss) + " at step " + std::to_string(state.step) +

@@ -74,6 +74,37 @@ CheckResult weights_sum_to_one(uint64_t seed) {
   return all_of(results);
 }
 
+// The per-token statistic expert_weights (B, T, E) against a naive router in
+// float64: softmax over the logits, top-k, renormalised; k non-zeros per token;
+// its non-zero counts reproduce the expert_share statistic.
+template <class Impl>
+CheckResult token_weights_match_routing(uint64_t seed) {
+  auto layer = make<Impl>(R"({"experts": 6, "top_k": 2})");
+  auto p = testing::make_params(layer, torch::kFloat64, seed);
+  auto x = random_tokens(2, 16, kDModel, torch::kFloat64, seed + 1);
+  auto out = layer.forward(x, p, Call{});
+  const Tensor& weights = out.side.back();  // (B, T, E), declared last
+  auto expected = torch::zeros({2, 16, 6}, torch::kFloat64);
+  Tensor probs = torch::softmax(torch::matmul(x, p["router"].t()), -1);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t t = 0; t < 16; ++t) {
+      Tensor row = probs[b][t];
+      Tensor order = row.argsort(0, /*descending=*/true);
+      int64_t first = order[0].item<int64_t>(), second = order[1].item<int64_t>();
+      double sum = row[first].item<double>() + row[second].item<double>();
+      expected[b][t][first] = row[first].item<double>() / sum;
+      expected[b][t][second] = row[second].item<double>() / sum;
+    }
+  std::string name = Impl::info().impl;
+  auto counts = weights.gt(0).sum(-1).to(torch::kFloat64);
+  auto share = weights.gt(0).to(torch::kFloat64).sum({0, 1}) / 64.0;
+  return all_of({expect_close(name + ": expert_weights vs naive float64 router (float32 statistic)",
+                              (weights.to(torch::kFloat64) - expected).abs().max().item<double>(), 1e-6),
+                 expect_close(name + ": experts per token - top_k (max |.|)", (counts - 2.0).abs().max().item<double>(), 0.0),
+                 expect_close(name + ": non-zero share vs expert_share", scaled_max_error(share, out.side[2].to(torch::kFloat64)),
+                              1e-7)});
+}
+
 CheckResult sparse_equals_dense(uint64_t seed) {
   const std::vector<std::string> configs{
       "{}", R"({"capacity_factor": 0.75})",
@@ -273,6 +304,8 @@ std::vector<Check> family_checks() {
   return {
       {"moe_routing_weights_sum_to_1", weights_sum_to_one},
       {"moe_sparse_equals_dense", sparse_equals_dense},
+      {"moe_dense_token_weights_match_routing", token_weights_match_routing<MoeDense>},
+      {"moe_sparse_token_weights_match_routing", token_weights_match_routing<MoeSparse>},
       {"moe_dense_token_permutation", tokens_permute<MoeDense>},
       {"moe_sparse_token_permutation", tokens_permute<MoeSparse>},
       {"moe_dense_top_all_is_softmax_mixture", all_experts_are_softmax_mixture<MoeDense>},

@@ -18,7 +18,7 @@ class MoeLayer : public Module {
     Routing r = route(tokens, p["router"], cfg_, call);
     auto y = routed_experts(tokens, r, ExpertStack::from(p, cfg_, ""));
     if (cfg_.shared_experts > 0) y = y + shared_experts(tokens, ExpertStack::from(p, cfg_, "shared_"), cfg_);
-    return {y.reshape(x.sizes()), side_outputs(r, cfg_)};
+    return {y.reshape(x.sizes()), side_outputs(r, cfg_, x.sizes().slice(0, 2))};
   }
 
   // The layer's cost, whatever the implementation: router + top-k experts + shared experts.

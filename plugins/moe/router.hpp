@@ -71,10 +71,13 @@ inline std::vector<SideSpec> side_specs(const MoeConfig& cfg) {
           SideSpec::aux_loss("z_loss", cfg.z_loss_coef, "mean over tokens of logsumexp(router logits)^2"),
           SideSpec::statistic("expert_share", {cfg.experts}, "fraction of the top-k assignments per expert"),
           SideSpec::statistic("router_entropy", {}, "mean entropy (nats) of the router distribution"),
-          SideSpec::statistic("dropped_share", {}, "fraction of assignments dropped by the capacity limit")};
+          SideSpec::statistic("dropped_share", {}, "fraction of assignments dropped by the capacity limit"),
+          SideSpec::token_statistic("expert_weights", {cfg.experts},
+                                    "per token: the gate weight of each expert (0 where not selected or dropped)")};
 }
 
-inline std::vector<torch::Tensor> side_outputs(const Routing& r, const MoeConfig& cfg) {
+// batch_shape: (B, T) of the layer input, the leading dims of the token statistic.
+inline std::vector<torch::Tensor> side_outputs(const Routing& r, const MoeConfig& cfg, torch::IntArrayRef batch_shape) {
   // f carries no gradient (it counts argmax picks); the router learns through P.
   auto share = expert_share(r, cfg.experts);
   auto balance = static_cast<double>(cfg.experts) * (share * r.probs.mean(0)).sum();
@@ -82,7 +85,10 @@ inline std::vector<torch::Tensor> side_outputs(const Routing& r, const MoeConfig
   torch::NoGradGuard no_grad;
   auto entropy = -torch::special::xlogy(r.probs, r.probs).sum(-1).mean();
   auto dropped = 1.0 - r.kept.to(torch::kFloat32).mean();
-  return {balance, z, share.to(torch::kFloat32), entropy.to(torch::kFloat32), dropped};
+  auto per_token = torch::zeros({r.experts.size(0), cfg.experts}, r.weights.options().dtype(torch::kFloat32))
+                       .scatter_(1, r.experts, r.weights.to(torch::kFloat32))
+                       .view({batch_shape[0], batch_shape[1], cfg.experts});
+  return {balance, z, share.to(torch::kFloat32), entropy.to(torch::kFloat32), dropped, per_token};
 }
 
 }  // namespace mixlab::moe

@@ -78,5 +78,5 @@ TEST_CASE("conformance: NaN outputs fail; extra exports fail binary hygiene") {
 TEST_CASE("conformance: a refused plugin file is an error, not a crash") {
   auto r = conformance("wrong_abi");
   CHECK(r.exit_code == 2);
-  CHECK(has(r, "plugin ABI 2.0, host ABI 1.0"));
+  CHECK(has(r, "plugin ABI 2.0, host ABI 1.1"));
 }

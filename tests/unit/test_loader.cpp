@@ -43,7 +43,7 @@ TEST_CASE("loader: a good plugin loads and describes itself") {
 TEST_CASE("loader: wrong ABI major is refused naming both versions and the file") {
   auto msg = load_error(test::test_plugin("wrong_abi"));
   CHECK(msg.find("libtest_wrong_abi.so") != std::string::npos);
-  CHECK(msg.find("plugin ABI 2.0, host ABI 1.0") != std::string::npos);
+  CHECK(msg.find("plugin ABI 2.0, host ABI 1.1") != std::string::npos);
 }
 
 TEST_CASE("loader: a library without the entry symbol is refused") {

@@ -2,44 +2,21 @@
 // baseline, writes its artifacts, resumes exactly, and explain counts the
 // parameters the run built.
 #include "model/safetensors.hpp"
-#include "run_command.hpp"
+#include "host_test_helpers.hpp"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
 #include <fstream>
 
+using mixlab::test::cache_args;
+using mixlab::test::host;
+using mixlab::test::read_json;
+using mixlab::test::read_jsonl;
+using mixlab::test::scratch;
+
 namespace {
-
-mixlab::test::CommandResult host(const std::string& args) {
-  return mixlab::test::run_command(std::string(MIXLAB_HOST_EXE) + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR);
-}
-
-std::string tiny() { return std::string(MIXLAB_SOURCE_DIR) + "/tests/experiments/tiny.toml"; }
-
-std::filesystem::path scratch(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("mixlab-run-" + std::to_string(getpid())) / name;
-  std::filesystem::remove_all(dir);
-  return dir;
-}
-
-nlohmann::json read_json(const std::filesystem::path& f) {
-  std::ifstream in(f);
-  return nlohmann::json::parse(in);
-}
-
-std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& f) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(f);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-
-std::string cache_args() {
-  return " --set data.cache_dir=" + (std::filesystem::temp_directory_path() / "mixlab-test-cache").string();
-}
-
+std::string tiny() { return mixlab::test::tiny_experiment(); }
 }  // namespace
 
 TEST_CASE("run: a tiny run learns, beats the unigram baseline and writes its artifacts") {

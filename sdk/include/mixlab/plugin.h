@@ -57,7 +57,7 @@ extern "C" {
 /* ------------------------------------------------------------------ version */
 
 #define MIXLAB_ABI_MAJOR 1
-#define MIXLAB_ABI_MINOR 0
+#define MIXLAB_ABI_MINOR 1
 #define MIXLAB_ENTRY_SYMBOL "mixlab_plugin_entry"
 #define MIXLAB_MAX_DIMS 8
 #define MIXLAB_MESSAGE_SIZE 1024
@@ -163,8 +163,12 @@ typedef struct mixlab_param_spec {
 } mixlab_param_spec;
 
 typedef enum mixlab_side_kind {
-  MIXLAB_SIDE_AUX_LOSS = 1, /* differentiable scalar; the host adds coefficient * value to the loss */
-  MIXLAB_SIDE_STATISTIC = 2 /* float32 tensor of `shape`, logged by the host, never differentiated */
+  MIXLAB_SIDE_AUX_LOSS = 1,       /* differentiable scalar; the host adds coefficient * value to the loss */
+  MIXLAB_SIDE_STATISTIC = 2,      /* float32 tensor of `shape`, logged by the host, never differentiated */
+  MIXLAB_SIDE_TOKEN_STATISTIC = 3 /* ABI 1.1: float32 tensor (B, T, shape...), one value set per token
+                                     (e.g. MoE routing weights), read by analyses, never differentiated.
+                                     Declare it only to a host of minor >= 1: an older host would
+                                     allocate `shape` alone. */
 } mixlab_side_kind;
 
 typedef struct mixlab_side_spec {
@@ -172,7 +176,7 @@ typedef struct mixlab_side_spec {
   const char* name;        /* e.g. "balance_loss", "expert_share" */
   const char* description;
   int32_t     kind;        /* mixlab_side_kind */
-  int32_t     ndim;        /* 0 for aux losses */
+  int32_t     ndim;        /* 0 for aux losses; token statistics: the dims after (B, T) */
   int64_t     shape[MIXLAB_MAX_DIMS];
   double      coefficient; /* aux losses: weight in the objective */
 } mixlab_side_spec;

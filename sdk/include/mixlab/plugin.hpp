@@ -248,6 +248,10 @@ struct SideSpec {
   static SideSpec statistic(std::string name, std::vector<int64_t> shape, std::string desc) {
     return {std::move(name), MIXLAB_SIDE_STATISTIC, std::move(shape), 0.0, std::move(desc)};
   }
+  // Per token: forward returns (B, T, shape...). Hosts older than ABI 1.1 never see it.
+  static SideSpec token_statistic(std::string name, std::vector<int64_t> shape, std::string desc) {
+    return {std::move(name), MIXLAB_SIDE_TOKEN_STATISTIC, std::move(shape), 0.0, std::move(desc)};
+  }
 };
 
 // Parameters by name, in spec order.
@@ -274,7 +278,7 @@ struct Call {
   uint64_t seed = 0;
 };
 
-// What forward returns: y and one tensor per side spec (same order).
+// What forward returns: y and one tensor per side spec (in the order sides() declares them).
 struct Output {
   torch::Tensor y;
   std::vector<torch::Tensor> side;
@@ -355,6 +359,12 @@ inline const mixlab_host_api*& host() {
   return api;
 }
 
+// The ABI minor of the host that loaded us: side kinds it does not know are hidden from it.
+inline uint32_t& host_minor() {
+  static uint32_t minor = 0;
+  return minor;
+}
+
 inline mixlab_status* status(mixlab_code code, const std::string& message) {
   return host() ? host()->status_new(code, message.c_str()) : nullptr;
 }
@@ -414,7 +424,9 @@ inline std::vector<int64_t> shape_of(const mixlab_param_spec& s) {
 struct mixlab_instance {
   std::unique_ptr<mixlab::Module> module;
   std::vector<mixlab::ParamSpec> params;
-  std::vector<mixlab::SideSpec> sides;
+  std::vector<mixlab::SideSpec> sides;  // what the host sees: aux losses first
+  std::vector<size_t> side_source;      // for each, its index in the module's sides()
+  size_t declared_sides = 0;            // how many the module's forward returns
   std::vector<mixlab_param_spec> c_params;
   std::vector<mixlab_side_spec> c_sides;
   uint64_t caps = 0;
@@ -472,9 +484,16 @@ mixlab_status* create(const mixlab_create_args* args, mixlab_instance** out) noe
     cargs.config.finish();
     inst->caps = M::info().caps;
     inst->params = inst->module->params();
-    inst->sides = inst->module->sides();
-    std::stable_partition(inst->sides.begin(), inst->sides.end(),
-                          [](const SideSpec& s) { return s.kind == MIXLAB_SIDE_AUX_LOSS; });
+    auto declared = inst->module->sides();
+    inst->declared_sides = declared.size();
+    for (int pass = 0; pass < 2; ++pass)  // aux losses first, as the ABI orders them
+      for (size_t i = 0; i < declared.size(); ++i) {
+        const auto& s = declared[i];
+        if ((s.kind == MIXLAB_SIDE_AUX_LOSS) != (pass == 0)) continue;
+        if (s.kind == MIXLAB_SIDE_TOKEN_STATISTIC && host_minor() < 1) continue;
+        inst->sides.push_back(s);
+        inst->side_source.push_back(i);
+      }
     std::set<std::string> seen;
     for (const auto& p : inst->params) {
       if (p.shape.size() > MIXLAB_MAX_DIMS) throw Error(MIXLAB_INTERNAL, p.name + ": too many dimensions");
@@ -561,13 +580,15 @@ inline mixlab_status* forward(const mixlab_instance* inst, const mixlab_call* ca
     if (derive) xt = xt.detach().requires_grad_(true);
     Params p = wrap_params(inst, params, n_params, derive);
     Output out = inst->module->forward(xt, p, c);
-    if (out.side.size() != inst->sides.size())
+    const size_t declared = inst->declared_sides;
+    if (out.side.size() != declared)
       throw Error(MIXLAB_INTERNAL, "forward returned " + std::to_string(out.side.size()) + " side outputs, declared " +
-                                       std::to_string(inst->sides.size()));
+                                       std::to_string(declared));
     {
       torch::NoGradGuard no_grad;
       write(y, out.y, "y");
-      for (int32_t i = 0; i < n_side; ++i) write(side[i], out.side[i].to(wrap(side[i]).scalar_type()), inst->sides[i].name.c_str());
+      for (int32_t i = 0; i < n_side; ++i)
+        write(side[i], out.side[inst->side_source[i]].to(wrap(side[i]).scalar_type()), inst->sides[i].name.c_str());
     }
     if (needs_grad) {
       auto s = std::make_unique<mixlab_saved>();
@@ -576,7 +597,7 @@ inline mixlab_status* forward(const mixlab_instance* inst, const mixlab_call* ca
       s->call = c;
       s->outputs.push_back(out.y);
       for (size_t i = 0; i < inst->sides.size(); ++i)
-        if (inst->sides[i].kind == MIXLAB_SIDE_AUX_LOSS) s->outputs.push_back(out.side[i]);
+        if (inst->sides[i].kind == MIXLAB_SIDE_AUX_LOSS) s->outputs.push_back(out.side[inst->side_source[i]]);
       *saved = s.release();
     }
   });
@@ -727,7 +748,7 @@ inline mixlab_status* run_check(int32_t index, uint64_t seed, mixlab_check_resul
 }
 
 inline const mixlab_library* library(const std::vector<const mixlab_impl*>& impls, const std::vector<Check>& checks_,
-                                     uint32_t host_major, const mixlab_host_api* api) {
+                                     uint32_t host_major, uint32_t host_minor_, const mixlab_host_api* api) {
   static const std::vector<const mixlab_impl*> impl_list = impls;
   static const std::vector<Check> check_list = checks_;
   static const std::vector<const char*> names = [] {
@@ -742,7 +763,7 @@ inline const mixlab_library* library(const std::vector<const mixlab_impl*>& impl
   lib.build_tag = MIXLAB_BUILD_TAG;
   // A host of another major gets the version fields only (it refuses us by name).
   bool compatible = host_major == MIXLAB_ABI_MAJOR && api && api->struct_size >= MIXLAB_STRUCT_SIZE(mixlab_host_api, log);
-  if (compatible) host() = api;
+  if (compatible) host() = api, host_minor() = host_minor_;
   lib.n_impls = compatible ? static_cast<int32_t>(impl_list.size()) : 0;
   lib.impls = impl_list.data();
   checks() = &check_list;
@@ -759,10 +780,10 @@ inline const mixlab_library* library(const std::vector<const mixlab_impl*>& impl
 //   MIXLAB_PLUGIN(mixlab::impl<A>(), mixlab::impl<B>())
 //   MIXLAB_PLUGIN_WITH_CHECKS(my_checks(), mixlab::impl<A>(), mixlab::impl<B>())
 #define MIXLAB_PLUGIN_WITH_CHECKS(checks_expr, ...)                                                  \
-  extern "C" MIXLAB_EXPORT const mixlab_library* mixlab_plugin_entry(uint32_t host_major, uint32_t, \
-                                                                     const mixlab_host_api* host) { \
+  extern "C" MIXLAB_EXPORT const mixlab_library* mixlab_plugin_entry(                              \
+      uint32_t host_major, uint32_t host_minor, const mixlab_host_api* host) {                      \
     try {                                                                                           \
-      return mixlab::detail::library({__VA_ARGS__}, checks_expr, host_major, host);                \
+      return mixlab::detail::library({__VA_ARGS__}, checks_expr, host_major, host_minor, host);    \
     } catch (...) {                                                                                 \
       return nullptr;                                                                               \
     }                                                                                               \

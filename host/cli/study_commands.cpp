@@ -1,0 +1,117 @@
+// `host presets`, `host compile` and `host compare`: the architecture presets,
+// initialised models without training, and multi-seed comparisons.
+#include "cli/commands.hpp"
+#include "experiment/explain.hpp"
+#include "experiment/loader.hpp"
+#include "experiment/presets.hpp"
+#include "runtime/registry.hpp"
+#include "train/comparison.hpp"
+#include "train/compile_model.hpp"
+
+#include <fstream>
+#include <iostream>
+
+namespace mixlab::cli {
+namespace {
+
+struct PresetsArgs {
+  std::vector<std::string> dirs;  // replaces the default folders
+  bool table = false;
+  bool json = false;
+  std::string show;
+};
+
+std::vector<std::filesystem::path> folders(const PresetsArgs& a) {
+  if (a.dirs.empty()) return preset_folders();
+  return {a.dirs.begin(), a.dirs.end()};
+}
+
+int list_presets(const PresetsArgs& a) {
+  std::vector<nlohmann::json> summaries;
+  for (const auto& p : find_presets(folders(a))) summaries.push_back(summarize_preset(p));
+  if (summaries.empty()) throw std::runtime_error("no presets found (looked in experiments/arch and experiments/mini)");
+  if (a.json) std::cout << nlohmann::json(summaries).dump(2) << "\n";
+  else std::cout << (a.table ? presets_table(summaries) : presets_list(summaries));
+  return 0;
+}
+
+int show_preset(const PresetsArgs& a) {
+  auto preset = find_preset(folders(a), a.show);
+  auto summary = summarize_preset(preset);
+  if (a.json) {
+    std::cout << summary.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << summary["name"].get<std::string>() << " (" << summary["level"].get<std::string>() << ")\n"
+            << preset.file.string() << "\n\n"
+            << summary["description"].get<std::string>() << "\n\n"
+            << "layout: " << summary["layout"].get<std::string>() << "\nMoE: " << summary["moe"].get<std::string>()
+            << "\n";
+  if (!summary["references"].empty()) {
+    std::cout << "\nreferences:\n";
+    for (const auto& r : summary["references"]) std::cout << "  - " << r.get<std::string>() << "\n";
+  }
+  std::cout << "\n";
+  ExperimentConfig config = load_experiment(preset.file);
+  print_explain(config, explain_report(config, experiment_registry(config)));
+  return 0;
+}
+
+}  // namespace
+
+void add_study_commands(CLI::App& app, Action& action) {
+  static PresetsArgs presets;
+  auto* pr = app.add_subcommand("presets", "list the architecture presets (experiments/arch, experiments/mini)");
+  pr->add_flag("--table", presets.table, "one Markdown table comparing every preset");
+  pr->add_flag("--json", presets.json, "print JSON");
+  pr->add_option("--dir", presets.dirs, "preset folder(s) instead of the default ones")->type_name("DIR");
+  auto* show = pr->add_subcommand("show", "one preset: description, references, layer table and parameters");
+  show->add_option("name", presets.show, "preset name (job.name or file name)")->required();
+  // CLI11 runs this callback after show's: keep show's action when it was given.
+  pr->callback([&, show] {
+    if (!show->parsed()) action = [&] { return list_presets(presets); };
+  });
+  show->callback([&] { action = [&] { return show_preset(presets); }; });
+
+  static std::string compile_file, compile_dir;
+  static std::vector<std::string> compile_sets;
+  auto* comp = app.add_subcommand("compile", "write an experiment's initialised model without training "
+                                             "(safetensors weights, resolved config, explain report)");
+  comp->add_option("experiment", compile_file, "experiment TOML file")->required();
+  comp->add_option("--output-dir", compile_dir, "new folder to write")->required();
+  comp->add_option("--set", compile_sets, "override a field: key=value (repeatable)")->type_name("KEY=VALUE");
+  comp->callback([&] {
+    action = [&] {
+      int64_t n = compile_experiment(compile_file, compile_sets, compile_dir);
+      std::cout << compile_dir << ": " << human_count(static_cast<double>(n))
+                << " parameters in model.safetensors; config.json, explain.json, explain.txt\n";
+      return 0;
+    };
+  });
+
+  static CompareOptions compare;
+  static std::vector<std::string> compare_files;
+  static std::string compare_dir;
+  auto* cmp = app.add_subcommand("compare", "train experiments with several seeds each; mean ± std, "
+                                            "comparison.md and comparison.json");
+  cmp->add_option("experiments", compare_files, "experiment TOML files (the first is the baseline)")->required();
+  cmp->add_option("--seeds", compare.seeds, "seeds per experiment");
+  cmp->add_option("--first-seed", compare.first_seed, "seeds are first-seed, first-seed + 1, ...");
+  cmp->add_option("--set", compare.overrides, "override a field in every experiment: key=value (repeatable)")
+      ->type_name("KEY=VALUE");
+  cmp->add_option("--output-dir", compare_dir, "comparison folder (default runs/compare-<utc>)");
+  cmp->callback([&] {
+    action = [&] {
+      compare.experiments.assign(compare_files.begin(), compare_files.end());
+      compare.output_dir = compare_dir;
+      auto c = run_comparison(compare);
+      std::ifstream md(std::filesystem::path(c["output_dir"].get<std::string>()) / "comparison.md");
+      std::cout << "\n" << md.rdbuf();
+      for (const auto& e : c["experiments"])
+        if (e["runs_completed"].get<size_t>() != e["runs"].size()) return 1;
+      return 0;
+    };
+  });
+}
+
+}  // namespace mixlab::cli
