@@ -23,6 +23,7 @@ struct RoutingCounts {
   std::vector<torch::Tensor> assignments;   // per layer (E): tokens that selected the expert
   std::vector<torch::Tensor> gate_weight;   // per layer (E): sum of the gate weights it received
   std::vector<torch::Tensor> by_class;      // per layer (C, E): assignments per input-token class
+  std::vector<torch::Tensor> by_token;      // per layer (V, E): assignments per input token id
   torch::Tensor class_tokens;               // (C)
   int64_t tokens = 0;
 };
@@ -41,9 +42,10 @@ std::vector<std::pair<std::string, torch::Tensor>> routing_of(const ModelOutput&
   return r;
 }
 
-// Adds one forward's routing. `classes`: (N) int64 class per input token, -1 for
-// none; undefined when the corpus has no classes.
-void accumulate(RoutingCounts& c, const ModelOutput& out, const torch::Tensor& classes, int64_t n_classes) {
+// Adds one forward's routing. `tokens`: (N) int64 input token ids; `classes`: (N)
+// int64 class per input token, -1 for none, undefined when the corpus has no classes.
+void accumulate(RoutingCounts& c, const ModelOutput& out, const torch::Tensor& tokens, int64_t vocab,
+                const torch::Tensor& classes, int64_t n_classes) {
   auto routing = routing_of(out);
   if (c.layers.empty()) {
     for (const auto& [name, w] : routing) {
@@ -51,6 +53,7 @@ void accumulate(RoutingCounts& c, const ModelOutput& out, const torch::Tensor& c
       c.assignments.push_back(torch::zeros({w.size(1)}, torch::kFloat64));
       c.gate_weight.push_back(torch::zeros({w.size(1)}, torch::kFloat64));
       c.by_class.push_back(torch::zeros({n_classes, w.size(1)}, torch::kFloat64));
+      c.by_token.push_back(torch::zeros({vocab, w.size(1)}, torch::kFloat64));
     }
     c.class_tokens = torch::zeros({n_classes}, torch::kFloat64);
   }
@@ -65,6 +68,7 @@ void accumulate(RoutingCounts& c, const ModelOutput& out, const torch::Tensor& c
     auto selected = (w > 0).to(torch::kFloat64);
     c.assignments[l] += selected.sum(0);
     c.gate_weight[l] += w.sum(0);
+    c.by_token[l].index_add_(0, tokens, selected);
     if (valid.defined()) c.by_class[l].index_add_(0, cls, selected.index({valid}));
   }
   if (!routing.empty()) c.tokens += routing[0].second.size(0);
@@ -77,12 +81,18 @@ std::vector<double> values(const torch::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
-// Mutual information (bits) between a token's class and the expert it is sent to,
-// from a (C, E) table of assignment counts; and its fraction of the expert entropy.
+// Mutual information (bits) between a token's class (or id) and the expert it is sent
+// to, from a (C, E) table of assignment counts, with the Miller-Madow correction
+// (the plug-in estimate is biased upward by about (R-1)(K-1) / (2 N ln 2) for R
+// occupied rows, K occupied columns and N counts: large for token ids); and its
+// fraction of the expert entropy.
 std::pair<double, double> class_expert_information(const torch::Tensor& counts) {
-  auto p = counts / counts.sum().clamp_min(1e-300);
+  const double n = counts.sum().item<double>();
+  auto p = counts / std::max(n, 1e-300);
   auto pc = p.sum(1, true), pe = p.sum(0, true);
-  auto mi = (p * (p / (pc * pe)).log2()).nan_to_num(0.0, 0.0, 0.0).sum().item<double>();
+  auto plug_in = (p * (p / (pc * pe)).log2()).nan_to_num(0.0, 0.0, 0.0).sum().item<double>();
+  const double rows = counts.sum(1).gt(0).sum().item<double>(), cols = counts.sum(0).gt(0).sum().item<double>();
+  const double mi = std::max(0.0, plug_in - (rows - 1) * (cols - 1) / (2.0 * std::max(n, 1.0) * std::log(2.0)));
   auto he = -(pe * pe.log2()).nan_to_num(0.0, 0.0, 0.0).sum().item<double>();
   return {mi, he > 0 ? mi / he : 0.0};
 }
@@ -144,9 +154,8 @@ std::string plot_layer_shares(const std::filesystem::path& dir, const nlohmann::
      << "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.85 border -1\n"
      << "set xlabel 'expert'\nset ylabel 'share of top-k assignments (%)'\nset yrange [0:*]\nset grid ytics\n"
      << "set key outside right noenhanced\n"
-     << "set arrow from graph 0, first " << fair << " to graph 1, first " << fair << " nohead dt 2 lw 2\n"
-     << "set label 'fair share " << std::setprecision(3) << fair << "%' at graph 0.01, first " << fair * 1.04 << "\n"
-     << "plot for [i=2:" << layers.size() + 1 << "] '" << data.string() << "' using i:xtic(1) title columnheader(i)\n";
+     << "plot for [i=2:" << layers.size() + 1 << "] '" << data.string() << "' using i:xtic(1) title columnheader(i), "
+     << fair << " with lines dt 2 lw 2 lc 'black' title 'fair share " << std::setprecision(3) << fair << "%'\n";
   int width = static_cast<int>(std::clamp<size_t>(300 + 18 * experts * layers.size(), 900, 2400));
   auto why = run_gnuplot(dir / "routing-analysis.png", gp.str(), width, 540);
   std::filesystem::remove(data);
@@ -206,7 +215,7 @@ nlohmann::json analyze_routing(const AnalyzeOptions& options) {
       classes = torch::cat({torch::full({b.classes.size(0), 1}, -1, torch::kInt64), b.classes.slice(1, 0, -1)}, 1)
                     .reshape({-1});
     }
-    accumulate(counts, out, classes, n_classes);
+    accumulate(counts, out, b.inputs.reshape({-1}), run.model->vocab_size(), classes, n_classes);
   }
   if (counts.layers.empty())
     throw std::runtime_error(options.run_dir.string() + ": no layer reports per-token routing (the `" +
@@ -236,6 +245,10 @@ nlohmann::json analyze_routing(const AnalyzeOptions& options) {
       layer["class_expert_information_bits"] = mi;
       layer["class_expert_information_fraction"] = fraction;
     }
+    // The same for the token itself: routing by class cannot exceed routing by token.
+    auto [token_mi, token_fraction] = class_expert_information(counts.by_token[l]);
+    layer["token_expert_information_bits"] = token_mi;
+    layer["token_expert_information_fraction"] = token_fraction;
     report["layers"].push_back(layer);
     for (int64_t e = 0; e < share.size(0); ++e)
       layer_csv << counts.layers[l] << "," << e << "," << share[e].item<double>() << ","
@@ -330,6 +343,10 @@ void print_routing_report(const nlohmann::json& report) {
               << " bits (" << std::setprecision(3)
               << 100.0 * report["by_class"]["class_expert_information_fraction"].get<double>()
               << "% of the expert entropy)\n";
+  for (const auto& l : layers)
+    std::cout << "Token -> expert mutual information (" << l["layer"].get<std::string>() << "): " << std::setprecision(3)
+              << l["token_expert_information_bits"].get<double>() << " bits (" << std::setprecision(3)
+              << 100.0 * l["token_expert_information_fraction"].get<double>() << "% of the expert entropy)\n";
   if (report.contains("by_label")) {
     std::cout << "Per label (" << report["by_label"]["scope"].get<std::string>() << "):\n"
               << std::left << std::setw(16) << "label" << std::right;

@@ -14,7 +14,8 @@ std::string capabilities(uint64_t caps) {
       {MIXLAB_CAP_CPU, "cpu"},           {MIXLAB_CAP_CUDA, "cuda"},       {MIXLAB_CAP_FLOAT32, "f32"},
       {MIXLAB_CAP_FLOAT64, "f64"},       {MIXLAB_CAP_BFLOAT16, "bf16"},   {MIXLAB_CAP_FLOAT16, "f16"},
       {MIXLAB_CAP_DECODE, "decode"},     {MIXLAB_CAP_CUSTOM_BACKWARD, "custom-backward"},
-      {MIXLAB_CAP_DETERMINISTIC, "deterministic"}, {MIXLAB_CAP_REENTRANT, "reentrant"}};
+      {MIXLAB_CAP_DETERMINISTIC, "deterministic"}, {MIXLAB_CAP_REENTRANT, "reentrant"},
+      {MIXLAB_CAP_PREFERRED, "preferred"}};
   std::string out;
   for (auto [bit, name] : names)
     if (caps & bit) out += (out.empty() ? "" : ",") + std::string(name);
@@ -26,12 +27,12 @@ namespace {
 int list_plugins() {
   Registry r = Registry::discover();
   std::cout << std::left << std::setw(7) << "FAMILY" << std::setw(12) << "NAME" << std::setw(12) << "IMPL"
-            << std::setw(9) << "VERSION" << std::setw(5) << "ABI" << std::setw(54) << "CAPABILITIES" << "FILE\n";
+            << std::setw(9) << "VERSION" << std::setw(5) << "ABI" << std::setw(64) << "CAPABILITIES" << "FILE\n";
   for (const auto& ref : r.impls()) {
     const auto& d = ref.library->descriptor();
     std::cout << std::left << std::setw(7) << ref.family() << std::setw(12) << ref.impl->name << std::setw(12)
               << ref.impl->impl << std::setw(9) << ref.version.str() << std::setw(5)
-              << (std::to_string(d.abi_major) + "." + std::to_string(d.abi_minor)) << std::setw(54)
+              << (std::to_string(d.abi_major) + "." + std::to_string(d.abi_minor)) << std::setw(64)
               << capabilities(ref.impl->caps) << ref.library->path().string() << "\n";
   }
   if (r.impls().empty()) {

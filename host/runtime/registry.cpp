@@ -99,7 +99,11 @@ ImplRef Registry::select(const Selector& s) const {
   if (!impl) {
     std::set<std::string> impl_names;
     for (const auto& r : by_name) impl_names.insert(r.impl->impl);
+    std::set<std::string> preferred;  // ABI 1.1: MIXLAB_CAP_PREFERRED
+    for (const auto& r : by_name)
+      if (r.impl->caps & MIXLAB_CAP_PREFERRED) preferred.insert(r.impl->impl);
     if (impl_names.size() == 1) impl = *impl_names.begin();
+    else if (preferred.size() == 1) impl = *preferred.begin();
     else if (impl_names.count("default")) impl = "default";
     else
       throw SelectionError("plugin \"" + s.plugin + "\" has several implementations; name one with impl = \"...\":" +

@@ -26,6 +26,8 @@ class Hyena final : public Module {
   static ImplInfo info() {
     ImplInfo i{MIXLAB_FAMILY_MIXER, "hyena", LongConv::impl, "1.0.0", LongConv::description};
     i.caps |= MIXLAB_CAP_DECODE;
+    // Without impl = "...", an experiment gets the O(T log T) convolution.
+    if (std::string_view(LongConv::impl) == "fft") i.caps |= MIXLAB_CAP_PREFERRED;
     i.causality_bound = LongConv::causality_bound;
     return i;
   }

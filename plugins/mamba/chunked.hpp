@@ -80,7 +80,9 @@ inline SsdResult ssd_chunked(const torch::Tensor& x, const torch::Tensor& dt, co
 class MambaChunked final : public Mamba2Block {
  public:
   static ImplInfo info() {
-    return impl_info("chunked", "Mamba-2 block, SSD core as the chunked algorithm (quadratic within chunks)");
+    ImplInfo i = impl_info("chunked", "Mamba-2 block, SSD core as the chunked algorithm (quadratic within chunks)");
+    i.caps |= MIXLAB_CAP_PREFERRED;  // what an experiment gets without impl = "...": the fast form
+    return i;
   }
   using Mamba2Block::Mamba2Block;
 

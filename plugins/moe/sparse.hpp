@@ -16,6 +16,7 @@ class MoeSparse : public MoeLayer {
     ImplInfo i{MIXLAB_FAMILY_FFN, "moe", "sparse", "1.0.0",
                "mixture of experts: tokens gathered per expert, only the selected experts computed"};
     i.causality_bound = 1e-12;
+    i.caps |= MIXLAB_CAP_PREFERRED;  // what an experiment gets without impl = "...": work grows with top_k only
     return i;
   }
   using MoeLayer::MoeLayer;

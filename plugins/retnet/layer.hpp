@@ -19,6 +19,8 @@ class Retention : public Module {
   static ImplInfo info() {
     ImplInfo i{MIXLAB_FAMILY_MIXER, "retnet", Core::name, "1.0.0", Core::description};
     i.caps |= MIXLAB_CAP_DECODE;
+    // Without impl = "...", an experiment gets the form that trains in linear memory.
+    if (std::string_view(Core::name) == "chunkwise") i.caps |= MIXLAB_CAP_PREFERRED;
     return i;
   }
 

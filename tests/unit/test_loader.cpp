@@ -8,6 +8,8 @@
 
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include <fstream>
 
 using namespace mixlab;
@@ -93,6 +95,23 @@ TEST_CASE("registry: selection errors list the candidates") {
   CHECK(pinned.find("version = \"^2\"") != std::string::npos);
   CHECK(pinned.find("prefix_mean/default@1.0.0") != std::string::npos);
   CHECK(message({"prefix_mean", std::nullopt, "^x"}).find("malformed") != std::string::npos);
+}
+
+TEST_CASE("registry: without impl, a plugin's preferred implementation is chosen") {
+  Registry r;
+  r.add_folder(MIXLAB_PLUGIN_DIR);
+  const std::vector<std::pair<std::string, std::string>> expected{
+      {"attention", "sdpa"}, {"mamba", "chunked"}, {"retnet", "chunkwise"}, {"hyena", "fft"}, {"moe", "sparse"},
+      {"mlp", "default"}};
+  for (const auto& [plugin, impl] : expected) {
+    CAPTURE(plugin);
+    CHECK(r.select({plugin, std::nullopt, std::nullopt}).impl->impl == impl);
+  }
+  // One preferred implementation per plugin.
+  std::map<std::string, int> preferred;
+  for (const auto& ref : r.impls())
+    if (ref.impl->caps & MIXLAB_CAP_PREFERRED) ++preferred[ref.impl->name];
+  for (const auto& [plugin, n] : preferred) CHECK(n == 1);
 }
 
 TEST_CASE("instance: a rejected config is an invalid-argument error naming the key") {

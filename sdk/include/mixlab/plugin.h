@@ -124,6 +124,8 @@ typedef enum mixlab_family {
 #define MIXLAB_CAP_CUSTOM_BACKWARD (1ull << 7)  /* backward is hand-written, not derived by autograd */
 #define MIXLAB_CAP_DETERMINISTIC   (1ull << 8)  /* same inputs and seed -> bitwise-identical outputs */
 #define MIXLAB_CAP_REENTRANT       (1ull << 9)  /* one instance may run on several threads at once */
+#define MIXLAB_CAP_PREFERRED       (1ull << 10) /* ABI 1.1: the implementation an experiment gets when it
+                                                   names the plugin but no impl (one per plugin) */
 
 typedef struct mixlab_instance mixlab_instance; /* a configured implementation (plugin-owned) */
 typedef struct mixlab_saved mixlab_saved;       /* what a forward keeps for its backward */
