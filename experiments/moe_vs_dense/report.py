@@ -162,8 +162,14 @@ MoE model (`routing.json`, `routing-analysis.png`, `expert-by-class.png`).
 """
     write_atomic(os.path.join(out, "findings.md"), findings)
 
-    def per_seed(e, key):
-        return [r.get(key) for r in e["runs"]]
+    def arm(e):
+        """One arm of the comparison in the lab's fields: mean, std and per-seed values."""
+        out = {"params": int(e["params_total"]), "params_active": int(e["params_active"])}
+        for key in ("final_val_ppl", "final_train_loss", "wall_time_s", "train_seconds"):
+            out[key] = e["summary"][key]["mean"]
+            out[key + "_std"] = e["summary"][key]["std"]
+        out["final_val_ppl_per_seed"] = [r.get("final_val_ppl") for r in e["runs"]]
+        return out
 
     manifest = {
         "seed": seeds[0],
@@ -174,30 +180,9 @@ MoE model (`routing.json`, `routing-analysis.png`, `expert-by-class.png`).
         "moe_layer_index": layer_index,
         "alpha_aux_loss": alpha,
         "steps": steps,
-        "dense_baseline": {
-            "params": int(dense["params_total"]),
-            "final_val_ppl": ds["final_val_ppl"]["mean"],
-            "final_val_ppl_std": ds["final_val_ppl"]["std"],
-            "final_val_ppl_per_seed": per_seed(dense, "final_val_ppl"),
-            "final_train_loss": ds["final_train_loss"]["mean"],
-            "final_train_loss_std": ds["final_train_loss"]["std"],
-            "wall_time_s": ds["wall_time_s"]["mean"],
-            "wall_time_s_std": ds["wall_time_s"]["std"],
-            "train_seconds": ds["train_seconds"]["mean"],
-            "train_seconds_std": ds["train_seconds"]["std"],
-        },
+        "dense_baseline": arm(dense),
         "moe_variant": {
-            "params": int(moe["params_total"]),
-            "params_active": int(moe["params_active"]),
-            "final_val_ppl": mo["final_val_ppl"]["mean"],
-            "final_val_ppl_std": mo["final_val_ppl"]["std"],
-            "final_val_ppl_per_seed": per_seed(moe, "final_val_ppl"),
-            "final_train_loss": mo["final_train_loss"]["mean"],
-            "final_train_loss_std": mo["final_train_loss"]["std"],
-            "wall_time_s": mo["wall_time_s"]["mean"],
-            "wall_time_s_std": mo["wall_time_s"]["std"],
-            "train_seconds": mo["train_seconds"]["mean"],
-            "train_seconds_std": mo["train_seconds"]["std"],
+            **arm(moe),
             "load_balance_stddev": mo["load_std"]["mean"],
             "load_balance_stddev_std": mo["load_std"]["std"],
             "experts_dead_count": dead,
