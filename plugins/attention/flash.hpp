@@ -5,8 +5,10 @@
 // each tile's probabilities from the saved log-sum-exp (FlashAttention-2,
 // Algorithm 2), so training memory is linear in T too.
 //
-// GQA without repeating K/V: queries are viewed as (B, Hkv, group, T, D) and
-// one kv head broadcasts over its group.
+// GQA without repeating the whole K/V: queries are viewed as (B, Hkv, group,
+// T, D) and each K/V tile is copied over its group, so every query head runs
+// the same (tile x D) GEMMs on the same layout as in MHA: GQA equals MHA on
+// repeated K/V bitwise, not just to rounding.
 #pragma once
 
 #include "common.hpp"
@@ -44,6 +46,12 @@ struct Tiling {
   Tensor rows(const Tensor& t, int64_t i, int64_t dim) const { return t.narrow(dim, begin(i), size(i)); }
 };
 
+// A K or V tile (B, Hkv, 1, t, D) copied for each query head of its group (B, Hkv, G, t, D):
+// a tile, not the sequence, so the copy is small, and the GEMMs see MHA's layout.
+inline Tensor per_query_head(const Tensor& kv, const Tensor& q) {
+  return kv.expand({q.size(0), q.size(1), q.size(2), kv.size(3), kv.size(4)}).contiguous();
+}
+
 // Log-sum-exp of a row that saw no key yet is -inf; exponents use 0 instead
 // so that exp(-inf - (-inf)) never appears.
 inline Tensor finite_or_zero(const Tensor& m) {
@@ -63,13 +71,13 @@ inline std::pair<Tensor, Tensor> forward_tiles(const Tensor& q, const Tensor& k,
     auto l = torch::zeros(row_shape, q.options());
     auto acc = torch::zeros_like(qi);
     for (int64_t j = tiling.first_visible(i); j <= i; ++j) {
-      auto s = tiling.scores(qi, tiling.rows(k, j, 3), i, j, scale);
+      auto s = tiling.scores(qi, per_query_head(tiling.rows(k, j, 3), qi), i, j, scale);
       auto m_new = torch::maximum(m, s.amax(-1, true));
       auto shift = finite_or_zero(m_new);
       auto p = torch::exp(s - shift);
       auto rescale = torch::exp(m - shift);
       l = l * rescale + p.sum(-1, true);
-      acc = acc * rescale + torch::matmul(p, tiling.rows(v, j, 3));
+      acc = acc * rescale + torch::matmul(p, per_query_head(tiling.rows(v, j, 3), qi));
       m = m_new;
     }
     tiling.rows(out, i, 3).copy_(acc / l);
@@ -90,7 +98,7 @@ inline std::tuple<Tensor, Tensor, Tensor> backward_tiles(const Tensor& q, const 
     auto lse_i = tiling.rows(lse_rows, i, 3), delta_i = tiling.rows(delta, i, 3);
     auto dqi = torch::zeros_like(qi);
     for (int64_t j = tiling.first_visible(i); j <= i; ++j) {
-      auto kj = tiling.rows(k, j, 3), vj = tiling.rows(v, j, 3);
+      auto kj = per_query_head(tiling.rows(k, j, 3), qi), vj = per_query_head(tiling.rows(v, j, 3), qi);
       auto p = torch::exp(tiling.scores(qi, kj, i, j, scale) - lse_i);
       tiling.rows(dv, j, 3).add_(torch::matmul(p.transpose(-2, -1), dOi).sum(2, true));
       auto ds = p * (torch::matmul(dOi, vj.transpose(-2, -1)) - delta_i) * scale;

@@ -11,13 +11,17 @@ struct Sdpa {
   static constexpr const char* description =
       "torch::scaled_dot_product_attention (LibTorch's fused kernels); a sliding window goes in as a bool mask";
 
+  // GQA as HF's sdpa path does it: K/V heads repeated (interleaved) before the call, so
+  // GQA equals MHA on repeated K/V bitwise (enable_gqa takes other kernel paths).
   static torch::Tensor attend(const Heads& h, const AttentionConfig& cfg) {
-    const bool gqa = cfg.n_kv_heads != cfg.n_heads;
+    const int64_t group = cfg.group_size();
+    auto k = group > 1 ? h.k.repeat_interleave(group, 1) : h.k;
+    auto v = group > 1 ? h.v.repeat_interleave(group, 1) : h.v;
     if (!cfg.window)
-      return torch::scaled_dot_product_attention(h.q, h.k, h.v, {}, 0.0, /*is_causal=*/true, cfg.softmax_scale, gqa);
+      return torch::scaled_dot_product_attention(h.q, k, v, {}, 0.0, /*is_causal=*/true, cfg.softmax_scale);
     auto pos = torch::arange(h.q.size(2), h.q.options().dtype(torch::kLong));
-    return torch::scaled_dot_product_attention(h.q, h.k, h.v, visible(pos, pos, cfg.window), 0.0, false,
-                                               cfg.softmax_scale, gqa);
+    return torch::scaled_dot_product_attention(h.q, k, v, visible(pos, pos, cfg.window), 0.0, false,
+                                               cfg.softmax_scale);
   }
 };
 
