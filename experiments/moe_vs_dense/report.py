@@ -113,8 +113,8 @@ def main(out):
     q5 = (f"Training time per run: MoE {ms(mo, 'train_seconds', 1)} s vs dense {ms(ds, 'train_seconds', 1)} s "
           f"({100 * wall['relative']:+.1f}%, {'within' if wall['within_spread'] else 'beyond'} the spread across "
           f"seeds); throughput {ms(mo, 'tok_per_s', 0)} vs {ms(ds, 'tok_per_s', 0)} tokens/s. "
-          + ("The runs were timed on a shared 2-core machine and the difference is inside the run-to-run spread, so "
-             "these timings cannot separate the two. " if wall["within_spread"] else
+          + ("The difference is inside the run-to-run spread, so with these seeds the timings cannot separate the "
+             "two. " if wall["within_spread"] else
              f"MoE training was {'slower' if wall['difference'] > 0 else 'faster'} beyond the spread. ")
           + f"By construction the MoE layer runs a router, gathers each expert's tokens and scatters the results "
           f"back, and computes {top_k} expert FFNs per token where the dense block computes one: that block costs "
