@@ -173,6 +173,11 @@ int run_experiment(const RunOptions& options) {
   write_file_atomic(run_dir / "config.json", resolved.dump(2));
   log::info("run folder " + run_dir.string());
   log::info("data: " + dataset->describe());
+  if (config.tokenizer.kind == "sentencepiece" && dataset->tokenizer().vocab_size() < config.tokenizer.vocab_size)
+    log::warn("tokenizer: asked for " + std::to_string(config.tokenizer.vocab_size) + " pieces, the corpus gave " +
+              std::to_string(dataset->tokenizer().vocab_size()) + "; the model uses " +
+              std::to_string(dataset->tokenizer().vocab_size()) +
+              " (host explain plans from tokenizer.vocab_size and counts more embedding parameters)");
 
   torch::manual_seed(config.job.seed);
   Model model(config, registry, dataset->tokenizer().vocab_size(), device);

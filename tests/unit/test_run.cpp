@@ -84,6 +84,18 @@ TEST_CASE("run: bad input stops with a clear error and leaves no run folder") {
   CHECK_FALSE(std::filesystem::exists(dir / "manifest.json"));
 }
 
+TEST_CASE("run: a SentencePiece vocabulary the corpus cannot fill is reported, and the model uses the real one") {
+  auto dir = scratch("small-vocab");
+  auto r = host("run " + tiny() + " --output-dir " + dir.string() +
+                " --set tokenizer.kind=sentencepiece --set tokenizer.vocab_size=20000 --set training.steps=2" +
+                cache_args());
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("asked for 20000 pieces, the corpus gave") != std::string::npos);
+  auto m = read_json(dir / "manifest.json");
+  CHECK(m["data"]["vocab_size"].get<int64_t>() < 20000);
+}
+
 TEST_CASE("run: a non-finite loss stops with exit code 3 and a failed manifest") {
   // The nan_output test mixer makes the very first loss NaN.
   auto dir = scratch("nan");
