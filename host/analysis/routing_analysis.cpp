@@ -33,9 +33,7 @@ std::vector<std::pair<std::string, torch::Tensor>> routing_of(const ModelOutput&
   std::vector<std::pair<std::string, torch::Tensor>> r;
   for (const auto& s : out.sides) {
     const auto& n = s.name;
-    if (!s.per_token || n.size() <= kRoutingStatistic.size() ||
-        n.compare(n.size() - kRoutingStatistic.size(), kRoutingStatistic.size(), kRoutingStatistic) != 0)
-      continue;
+    if (!s.per_token || n.size() <= kRoutingStatistic.size() || !n.ends_with(kRoutingStatistic)) continue;
     auto w = s.value.to(torch::kCPU, torch::kFloat64);
     r.emplace_back(n.substr(0, n.size() - kRoutingStatistic.size()), w.reshape({-1, w.size(-1)}));
   }
@@ -227,13 +225,13 @@ nlohmann::json analyze_routing(const AnalyzeOptions& options) {
                         {"tokens", counts.tokens},
                         {"batches", options.batches},
                         {"layers", nlohmann::json::array()}};
-  int64_t top_k = 0;
+  // Every token makes top_k assignments in each layer (none dropped without capacity).
+  const int64_t top_k = std::llround(counts.assignments[0].sum().item<double>() / static_cast<double>(counts.tokens));
   std::ostringstream layer_csv;
   layer_csv << "layer,expert,token_share,gate_weight_share,assignments\n";
   for (size_t l = 0; l < counts.layers.size(); ++l) {
     auto share = counts.assignments[l] / counts.assignments[l].sum().clamp_min(1e-300);
     auto weight_share = counts.gate_weight[l] / counts.gate_weight[l].sum().clamp_min(1e-300);
-    top_k = std::llround(counts.assignments[l].sum().item<double>() / static_cast<double>(counts.tokens));
     nlohmann::json layer = expert_load(share);
     layer["layer"] = counts.layers[l];
     layer["experts"] = share.size(0);

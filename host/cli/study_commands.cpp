@@ -8,7 +8,6 @@
 #include "train/comparison.hpp"
 #include "train/compile_model.hpp"
 
-#include <fstream>
 #include <iostream>
 
 namespace mixlab::cli {
@@ -28,7 +27,7 @@ std::vector<std::filesystem::path> folders(const PresetsArgs& a) {
 
 int list_presets(const PresetsArgs& a) {
   std::vector<nlohmann::json> summaries;
-  for (const auto& p : find_presets(folders(a))) summaries.push_back(summarize_preset(p));
+  for (const auto& p : find_presets(folders(a))) summaries.push_back(summarize_preset(p, explain_preset(p)));
   if (summaries.empty()) throw std::runtime_error("no presets found (looked in experiments/arch and experiments/mini)");
   if (a.json) std::cout << nlohmann::json(summaries).dump(2) << "\n";
   else std::cout << (a.table ? presets_table(summaries) : presets_list(summaries));
@@ -37,7 +36,8 @@ int list_presets(const PresetsArgs& a) {
 
 int show_preset(const PresetsArgs& a) {
   auto preset = find_preset(folders(a), a.show);
-  auto summary = summarize_preset(preset);
+  auto report = explain_preset(preset);
+  auto summary = summarize_preset(preset, report);
   if (a.json) {
     std::cout << summary.dump(2) << "\n";
     return 0;
@@ -52,8 +52,7 @@ int show_preset(const PresetsArgs& a) {
     for (const auto& r : summary["references"]) std::cout << "  - " << r.get<std::string>() << "\n";
   }
   std::cout << "\n";
-  ExperimentConfig config = load_experiment(preset.file);
-  print_explain(config, explain_report(config, experiment_registry(config)));
+  print_explain(preset.config, report);
   return 0;
 }
 
@@ -105,8 +104,7 @@ void add_study_commands(CLI::App& app, Action& action) {
       compare.experiments.assign(compare_files.begin(), compare_files.end());
       compare.output_dir = compare_dir;
       auto c = run_comparison(compare);
-      std::ifstream md(std::filesystem::path(c["output_dir"].get<std::string>()) / "comparison.md");
-      std::cout << "\n" << md.rdbuf();
+      std::cout << "\n" << comparison_markdown(c);
       for (const auto& e : c["experiments"])
         if (e["runs_completed"].get<size_t>() != e["runs"].size()) return 1;
       return 0;

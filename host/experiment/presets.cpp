@@ -102,7 +102,7 @@ std::vector<PresetFile> find_presets(const std::vector<std::filesystem::path>& f
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
       auto config = load_experiment(f);
-      if (seen.insert(config.job.name).second) presets.push_back({config.job.name, f});
+      if (seen.insert(config.job.name).second) presets.push_back({config.job.name, f, std::move(config)});
     }
   }
   return presets;
@@ -117,12 +117,15 @@ PresetFile find_preset(const std::vector<std::filesystem::path>& folders, const 
   throw std::runtime_error("no preset named \"" + name + "\"; known: " + (known.empty() ? "(none found)" : known));
 }
 
-nlohmann::json summarize_preset(const PresetFile& preset) {
-  ExperimentConfig config = load_experiment(preset.file);
-  Registry registry = experiment_registry(config);
-  auto problems = check_plugins(config, registry);
+nlohmann::json explain_preset(const PresetFile& preset) {
+  Registry registry = experiment_registry(preset.config);
+  auto problems = check_plugins(preset.config, registry);
   if (!problems.empty()) throw ExperimentError(problems);
-  auto report = explain_report(config, registry);
+  return explain_report(preset.config, registry);
+}
+
+nlohmann::json summarize_preset(const PresetFile& preset, const nlohmann::json& report) {
+  const ExperimentConfig& config = preset.config;
   auto layers = config.layers();
   nlohmann::json mixers = nlohmann::json::object();
   for (const auto& l : layers) mixers[mixer_kind(l.mixer)] = mixers.value(mixer_kind(l.mixer), 0) + 1;

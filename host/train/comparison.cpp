@@ -79,7 +79,9 @@ std::string mean_std(const nlohmann::json& s) {
 
 Spread from_json(const nlohmann::json& j) { return {j["mean"].get<double>(), j["std"].get<double>(), j["n"].get<int64_t>()}; }
 
-std::string markdown(const nlohmann::json& c) {
+}  // namespace
+
+std::string comparison_markdown(const nlohmann::json& c) {
   std::ostringstream md;
   const auto& exps = c["experiments"];
   md << "# Comparison\n\n"
@@ -117,8 +119,6 @@ std::string markdown(const nlohmann::json& c) {
         "loss.png, checkpoints).\n";
   return md.str();
 }
-
-}  // namespace
 
 Spread spread(const std::vector<double>& values) {
   Spread s;
@@ -221,7 +221,7 @@ nlohmann::json run_comparison(const CompareOptions& options) {
                             {"baseline", names[0]},
                             {"experiments", experiments}};
   write_file_atomic(dir / "comparison.json", comparison.dump(2) + "\n");
-  write_file_atomic(dir / "comparison.md", markdown(comparison));
+  write_file_atomic(dir / "comparison.md", comparison_markdown(comparison));
   return comparison;
 }
 

@@ -36,6 +36,9 @@ Spread spread(const std::vector<double>& values);
 // of the difference, about 95% under a normal approximation).
 nlohmann::json compare_means(const Spread& a, const Spread& b);
 
+// comparison.md's text for a comparison JSON.
+std::string comparison_markdown(const nlohmann::json& comparison);
+
 // Trains what is missing (a finished run folder is reused, so an interrupted
 // comparison continues), writes the reports, returns the comparison JSON. A run
 // that fails is reported as failed; the others still run.

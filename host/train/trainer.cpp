@@ -114,7 +114,7 @@ nlohmann::json routing_summary(const std::map<std::string, torch::Tensor>& stats
   const std::string suffix = "/expert_share";
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [name, t] : stats)
-    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    if (name.size() > suffix.size() && name.ends_with(suffix))
       out[name.substr(0, name.size() - suffix.size())] = expert_load(t);
   return out;
 }
