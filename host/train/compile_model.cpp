@@ -6,6 +6,7 @@
 #include "model/safetensors.hpp"
 #include "runtime/registry.hpp"
 #include "util/atomic_file.hpp"
+#include "util/staged_dir.hpp"
 
 #include <iostream>
 #include <sstream>
@@ -18,40 +19,31 @@ int64_t compile_experiment(const std::filesystem::path& experiment, const std::v
   Registry registry = experiment_registry(config);
   auto problems = check_plugins(config, registry);
   if (!problems.empty()) throw ExperimentError(problems);
-  if (std::filesystem::exists(output_dir))
-    throw std::runtime_error(output_dir.string() + " exists; compile writes a new folder");
+  StagedDir out(output_dir, "compile");
   auto report = explain_report(config, registry);
   // The tokenizer is not trained here: the vocabulary is the one explain plans.
   Model model(config, registry, report["vocab_size"].get<int64_t>(), torch::kCPU);
 
-  auto tmp = output_dir;
-  tmp += ".tmp";
-  std::filesystem::remove_all(tmp);
-  std::filesystem::create_directories(tmp);
-  try {
-    std::vector<std::pair<std::string, torch::Tensor>> weights;
-    int64_t n = 0;
-    for (const auto& p : model.parameters()) {
-      weights.emplace_back(p.name, p.tensor);
-      n += p.tensor.numel();
-    }
-    save_safetensors(tmp / "model.safetensors", weights,
-                     {{"format", "pt"}, {"name", config.job.name}, {"seed", std::to_string(config.job.seed)}});
-    write_file_atomic(tmp / "config.json", config.to_json().dump(2) + "\n");
-    std::filesystem::copy_file(experiment, tmp / "experiment.toml");
-    write_file_atomic(tmp / "overrides.json", nlohmann::json(overrides).dump() + "\n");
-    write_file_atomic(tmp / "explain.json", report.dump(2) + "\n");
-    std::ostringstream text;
-    auto* old = std::cout.rdbuf(text.rdbuf());
-    print_explain(config, report);
-    std::cout.rdbuf(old);
-    write_file_atomic(tmp / "explain.txt", text.str());
-    std::filesystem::rename(tmp, output_dir);
-    return n;
-  } catch (...) {
-    std::filesystem::remove_all(tmp);
-    throw;
+  const auto& tmp = out.path();
+  std::vector<std::pair<std::string, torch::Tensor>> weights;
+  int64_t n = 0;
+  for (const auto& p : model.parameters()) {
+    weights.emplace_back(p.name, p.tensor);
+    n += p.tensor.numel();
   }
+  save_safetensors(tmp / "model.safetensors", weights,
+                   {{"format", "pt"}, {"name", config.job.name}, {"seed", std::to_string(config.job.seed)}});
+  write_file_atomic(tmp / "config.json", config.to_json().dump(2) + "\n");
+  std::filesystem::copy_file(experiment, tmp / "experiment.toml");
+  write_file_atomic(tmp / "overrides.json", nlohmann::json(overrides).dump() + "\n");
+  write_file_atomic(tmp / "explain.json", report.dump(2) + "\n");
+  std::ostringstream text;
+  auto* old = std::cout.rdbuf(text.rdbuf());
+  print_explain(config, report);
+  std::cout.rdbuf(old);
+  write_file_atomic(tmp / "explain.txt", text.str());
+  out.commit();
+  return n;
 }
 
 }  // namespace mixlab
