@@ -1,8 +1,10 @@
 // `host run`, `host validate`, `host explain` and `host schema`.
 #include "cli/commands.hpp"
+#include "cli/option_checks.hpp"
 #include "data/dataset.hpp"
 #include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
+#include "experiment/memory_estimate.hpp"
 #include "experiment/schema.hpp"
 #include "model/model.hpp"
 #include "runtime/registry.hpp"
@@ -30,8 +32,10 @@ void add_experiment_args(CLI::App* cmd, ExperimentArgs& a, bool required = true)
 
 int validate(const ExperimentArgs& a) {
   ExperimentConfig config = load_experiment(a.file, a.sets);
-  auto problems = check_plugins(config, experiment_registry(config));
+  Registry registry = experiment_registry(config);
+  auto problems = check_plugins(config, registry);
   if (!problems.empty()) throw ExperimentError(problems);
+  require_memory_fits(a.file, config, explain_report(config, registry));
   std::cout << a.file << ": ok (" << config.layers().size() << " layers)\n";
   return 0;
 }
@@ -82,10 +86,13 @@ void add_experiment_commands(CLI::App& app, Action& action) {
   abc->add_option("experiment", ab.experiment, "experiment TOML file")->required();
   abc->add_option("--swap", ab.swap, "plugin=implA:implB, e.g. attention=reference:flash")->required();
   abc->add_option("--set", ab.overrides, "override a field: key=value (repeatable)")->type_name("KEY=VALUE");
-  abc->add_option("--repeats", ab.repeats, "interleaved timing rounds");
-  abc->add_option("--train", ab.train_steps, "also train both copies for N steps from the same initialisation");
+  abc->add_option("--repeats", ab.repeats, "interleaved timing rounds")->check(CLI::Range(int64_t{1}, int64_t{10'000}));
+  abc->add_option("--train", ab.train_steps, "also train both copies for N steps from the same initialisation")
+      ->check(CLI::Range(int64_t{0}, limits::kSteps));
   abc->add_option("--dtype", ab.dtype, "float32 | float64")->check(CLI::IsMember({"float32", "float64"}));
-  abc->add_option("--tolerance", ab.tolerance, "relative RMS bound for outputs and gradients");
+  abc->add_option("--tolerance", ab.tolerance, "relative RMS bound for outputs and gradients")
+      ->check(finite_number())
+      ->check(CLI::NonNegativeNumber);
   abc->add_option("--output", ab_output, "write the report as JSON");
   abc->callback([&] {
     action = [&] {

@@ -1,8 +1,7 @@
 // host: the mixlab command line.
 #include "cli/commands.hpp"
 #include "experiment/loader.hpp"
-
-
+#include "util/error_message.hpp"
 
 #include <iostream>
 
@@ -30,6 +29,7 @@ int main(int argc, char** argv) {
     if (const char* old = std::getenv("MIXLAB_PLUGIN_PATH")) env += std::string(":") + old;
     setenv("MIXLAB_PLUGIN_PATH", env.c_str(), 1);
   }
+  const std::string command = "host " + app.get_subcommands().front()->get_name();
   try {
     return action();
   } catch (const mixlab::ExperimentError& e) {
@@ -37,7 +37,10 @@ int main(int argc, char** argv) {
     std::cerr << e.diagnostics().size() << " problem" << (e.diagnostics().size() == 1 ? "" : "s") << " found\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << std::endl;
+    std::cerr << "error: " << mixlab::error_message(e, command) << std::endl;
+    return 1;
+  } catch (...) {
+    std::cerr << "error: " << command << " failed with an exception that is not a std::exception" << std::endl;
     return 1;
   }
 }

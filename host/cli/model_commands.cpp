@@ -1,6 +1,8 @@
 // `host generate`, `host forward` and `host analyze`: using a trained model.
 #include "analysis/routing_analysis.hpp"
 #include "cli/commands.hpp"
+#include "cli/option_checks.hpp"
+#include "experiment/schema.hpp"
 #include "model/safetensors.hpp"
 #include "train/trained_run.hpp"
 
@@ -10,6 +12,9 @@
 
 namespace mixlab::cli {
 namespace {
+
+// More than any model's context: a typo (an extra zero or ten) is refused instead of looping for days.
+constexpr int64_t kMaxGeneratedTokens = 1'000'000;
 
 struct SampleOptions {
   int64_t tokens = 200;
@@ -71,9 +76,12 @@ void add_model_commands(CLI::App& app, Action& action) {
   auto* gen = app.add_subcommand("generate", "sample text from a trained run");
   gen->add_option("run_dir", run_dir, "run folder")->required();
   gen->add_option("--prompt", prompt, "text to continue");
-  gen->add_option("--tokens", opts.tokens, "tokens to generate");
-  gen->add_option("--temperature", opts.temperature, "sampling temperature (0: greedy)");
-  gen->add_option("--top-k", opts.top_k, "sample among the k most likely tokens (0: all)");
+  gen->add_option("--tokens", opts.tokens, "tokens to generate")->check(CLI::Range(int64_t{0}, kMaxGeneratedTokens));
+  gen->add_option("--temperature", opts.temperature, "sampling temperature (0: greedy)")
+      ->check(finite_number())
+      ->check(CLI::NonNegativeNumber);
+  gen->add_option("--top-k", opts.top_k, "sample among the k most likely tokens (0: all)")
+      ->check(CLI::Range(int64_t{0}, limits::kVocab));
   gen->add_option("--seed", opts.seed, "sampling seed");
   gen->add_flag("--interactive", interactive, "keep a prompt loop open (empty line or EOF ends it)");
   gen->callback([&] {
@@ -97,7 +105,9 @@ void add_model_commands(CLI::App& app, Action& action) {
   static std::string fwd_run, input, output;
   auto* fwd = app.add_subcommand("forward", "write the logits of given token ids as safetensors");
   fwd->add_option("run_dir", fwd_run, "run folder")->required();
-  fwd->add_option("--input", input, "file of token ids: whitespace-separated integers, one sequence per line")->required();
+  fwd->add_option("--input", input, "file of token ids: whitespace-separated integers, one sequence per line")
+      ->required()
+      ->check(regular_file());
   fwd->add_option("--output", output, "output .safetensors (tensors \"tokens\" and \"logits\")")->required();
   fwd->callback([&] {
     action = [&] {
@@ -138,8 +148,10 @@ void add_model_commands(CLI::App& app, Action& action) {
   auto* an = app.add_subcommand("analyze", "MoE routing analysis of a trained run: per layer and expert, per token "
                                            "class, per labelled prompt; PNG plots, JSON and CSV");
   an->add_option("run_dir", analyze.run_dir, "run folder")->required();
-  an->add_option("--prompts", analyze_prompts, "file of labelled prompts, one per line: label<TAB>text");
-  an->add_option("--batches", analyze.batches, "validation batches to route (of the run's batch size)");
+  an->add_option("--prompts", analyze_prompts, "file of labelled prompts, one per line: label<TAB>text")
+      ->check(regular_file());
+  an->add_option("--batches", analyze.batches, "validation batches to route (of the run's batch size)")
+      ->check(CLI::Range(int64_t{1}, limits::kBatches));
   an->add_option("--output-dir", analyze_output, "where to write the analysis (default: the run folder)");
   an->callback([&] {
     action = [&] {

@@ -94,7 +94,7 @@ void add_study_commands(CLI::App& app, Action& action) {
   auto* cmp = app.add_subcommand("compare", "train experiments with several seeds each; mean ± std, "
                                             "comparison.md and comparison.json");
   cmp->add_option("experiments", compare_files, "experiment TOML files (the first is the baseline)")->required();
-  cmp->add_option("--seeds", compare.seeds, "seeds per experiment");
+  cmp->add_option("--seeds", compare.seeds, "seeds per experiment")->check(CLI::Range(int64_t{1}, int64_t{1000}));
   cmp->add_option("--first-seed", compare.first_seed, "seeds are first-seed, first-seed + 1, ...");
   cmp->add_option("--set", compare.overrides, "override a field in every experiment: key=value (repeatable)")
       ->type_name("KEY=VALUE");

@@ -42,6 +42,16 @@ std::vector<fs::path> text_files(const fs::path& folder) {
   return files;
 }
 
+std::string file_kind(const fs::file_status& status) {
+  switch (status.type()) {
+    case fs::file_type::character: return "a character device";
+    case fs::file_type::block: return "a block device";
+    case fs::file_type::fifo: return "a FIFO (named pipe)";
+    case fs::file_type::socket: return "a socket";
+    default: return "not a regular file";
+  }
+}
+
 void require_text(const std::string& text, const std::string& what) {
   if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw DataError("data.source: " + what + " is empty");
 }
@@ -126,6 +136,10 @@ TextSource resolve_text_source(const std::string& source, double val_fraction, u
   if (!fs::exists(status))
     throw DataError("data.source: no file or folder " + path.string() +
                     " (expected a UTF-8 text file, a folder of .txt files, or builtin:grammar|mqar|copy|kjv)");
+  // A device, FIFO or socket never ends (/dev/zero) or blocks until a writer comes: refuse it.
+  if (!fs::is_directory(status) && !fs::is_regular_file(status))
+    throw DataError("data.source: " + path.string() + " is " + file_kind(status) +
+                    ", not a regular file or a folder (expected a UTF-8 text file or a folder of .txt files)");
   resolved.name = path.stem().string();
   std::vector<fs::path> files = fs::is_directory(status) ? text_files(path) : std::vector<fs::path>{path};
   resolved.identity = "text-v1 val_fraction=" + std::to_string(val_fraction);

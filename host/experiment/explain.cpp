@@ -1,6 +1,7 @@
 #include "experiment/explain.hpp"
 
 #include "experiment/experiment_data.hpp"
+#include "experiment/memory_estimate.hpp"
 #include "model/model.hpp"
 
 #include <iomanip>
@@ -73,6 +74,7 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
                         {"decode_state_bytes_bf16_at_max_seq_len", state_bytes},
                         {"decode_state_bytes_per_token", state_bytes / static_cast<double>(T)},
                         {"decode_state_grows", grows}};
+  report["training_memory"] = estimate_training_memory(config, report).to_json();
   if (config.job.target_params > 0)
     report["target_params_deviation"] = (total - static_cast<double>(config.job.target_params)) /
                                         static_cast<double>(config.job.target_params);
@@ -97,6 +99,12 @@ void print_explain(const ExperimentConfig& config, const nlohmann::json& r) {
             << "decode state at max_seq_len: " << human_bytes(r["decode_state_bytes_bf16_at_max_seq_len"]) << " per sequence ("
             << human_bytes(r["decode_state_bytes_per_token"]) << " per token)"
             << (r["decode_state_grows"].get<bool>() ? ", grows with the context" : ", constant in the context") << "\n";
+  const auto& m = r["training_memory"];
+  std::cout << "training memory (estimate): " << human_bytes(m["total_bytes"]) << ": weights "
+            << human_bytes(m["weights_bytes"]) << ", gradients " << human_bytes(m["gradients_bytes"]) << ", AdamW "
+            << human_bytes(m["optimizer_bytes"]) << ", activations " << human_bytes(m["activations_bytes"]) << ", logits "
+            << human_bytes(m["logits_bytes"]) << " (batch_size " << config.training.batch_size << ", seq_len "
+            << config.data.seq_len << ")\n";
   if (r.contains("target_params_deviation"))
     std::cout << "target parameters: " << human_count(static_cast<double>(config.job.target_params)) << " ("
               << std::showpos << std::fixed << std::setprecision(1) << 100.0 * r["target_params_deviation"].get<double>()

@@ -1,6 +1,6 @@
 // `host explain`: what an experiment builds, computed from the plugins' specs
 // and cost models without allocating the model: the layer table, total and
-// active parameters, training FLOPs per token, decode-state bytes.
+// active parameters, training FLOPs per token, decode-state bytes, training memory.
 #pragma once
 
 #include "experiment/config.hpp"

@@ -8,6 +8,8 @@
 #include <mixlab/plugin.hpp>  // mixlab::edit_distance, shared with plugins' config errors
 #include <toml++/toml.h>
 
+#include <charconv>
+#include <cmath>
 #include <set>
 #include <sstream>
 
@@ -28,6 +30,27 @@ std::string did_you_mean(const std::string& key, const std::vector<std::string>&
     if (d < best_d) best_d = d, best = k;
   }
   return best.empty() ? "" : " (did you mean \"" + best + "\"?)";
+}
+
+// A list index written in a --set key ("model.schedule.2.repeat"): digits only, and
+// within the list; anything else (a word, a number beyond 64 bits) is not an index.
+std::optional<size_t> list_index(const std::string& text, size_t list_size) {
+  size_t index = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), index);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || index >= list_size) return std::nullopt;
+  return index;
+}
+
+// The first NaN or infinity in a value (a number, or one inside a list or table), or null.
+const toml::node* non_finite(const toml::node& n) {
+  if (auto v = n.value<double>(); n.is_floating_point() && v && !std::isfinite(*v)) return &n;
+  if (const auto* a = n.as_array())
+    for (const auto& item : *a)
+      if (const auto* bad = non_finite(item)) return bad;
+  if (const auto* t = n.as_table())
+    for (const auto& [k, item] : *t)
+      if (const auto* bad = non_finite(item)) return bad;
+  return nullptr;
 }
 
 class Loader {
@@ -65,33 +88,38 @@ class Loader {
     std::stringstream ss(key);
     std::string part;
     while (std::getline(ss, part, '.')) parts.push_back(part);
+    const SourcePos at{where, 0, 0};
+    if (std::any_of(parts.begin(), parts.end(), [](const std::string& p) { return p.empty(); }) || key.back() == '.') {
+      diagnostics_.push_back(Diagnostic{at, key, "expected a dotted key such as training.steps"});
+      return;
+    }
     toml::node* cur = &root;
-    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const bool last = i + 1 == parts.size();
       if (auto* t = cur->as_table()) {
-        if (!t->contains(parts[i])) t->insert(parts[i], toml::table{});
+        if (last) t->insert_or_assign(parts[i], *parsed.get("value"));
+        else if (!t->contains(parts[i])) t->insert(parts[i], toml::table{});
         cur = t->get(parts[i]);
       } else if (auto* a = cur->as_array()) {
-        size_t idx = 0;
-        try {
-          idx = std::stoul(parts[i]);
-        } catch (...) {
-          idx = a->size();
-        }
-        if (idx >= a->size()) {
-          diagnostics_.push_back(Diagnostic{SourcePos{"--set", 0, 0}, key, "no element " + parts[i] + " in this list"});
+        auto index = list_index(parts[i], a->size());
+        if (!index) {
+          diagnostics_.push_back(Diagnostic{at, key, "no element " + parts[i] + " in this list (it has " +
+                                                         std::to_string(a->size()) + ", counted from 0)"});
           return;
         }
-        cur = a->get(idx);
+        if (last) a->replace(a->begin() + static_cast<long>(*index), *parsed.get("value"));
+        cur = a->get(*index);
       } else {
-        diagnostics_.push_back(Diagnostic{SourcePos{"--set", 0, 0}, key, parts[i] + " is not a table"});
+        diagnostics_.push_back(Diagnostic{at, key, parts[i - 1] + " is a value, not a table or list"});
         return;
       }
     }
-    if (auto* t = cur->as_table()) t->insert_or_assign(parts.back(), *parsed.get("value"));
-    else if (auto* a = cur->as_array(); a && std::all_of(parts.back().begin(), parts.back().end(), ::isdigit) &&
-                                          std::stoul(parts.back()) < a->size())
-      a->replace(a->begin() + static_cast<long>(std::stoul(parts.back())), *parsed.get("value"));
-    else diagnostics_.push_back(Diagnostic{SourcePos{"--set", 0, 0}, key, "cannot set a value here"});
+  }
+
+  static std::string number_text(double n) {
+    std::ostringstream out;
+    out << n;
+    return out.str();
   }
 
   static std::string toml_quote(const std::string& s) {
@@ -120,6 +148,10 @@ class Loader {
         else if (key == "impl") c.impl = s;
         else c.version = s;
         c.key_pos[key] = position(&v, field + "." + key);
+        continue;
+      }
+      if (const auto* bad = non_finite(v)) {
+        error(bad, field + "." + key, "expected a finite number, got " + number_text(*bad->value<double>()));
         continue;
       }
       std::ostringstream json;
@@ -172,7 +204,8 @@ class Loader {
             else e.template_name = v.as_string()->get();
           } else if (key == "repeat") {
             auto r = v.value<int64_t>();
-            if (!v.is_integer() || !r || *r < 1) error(&v, "model.schedule.repeat", "expected an integer >= 1");
+            if (!v.is_integer() || !r || *r < 1 || *r > limits::kLayers)
+              error(&v, "model.schedule.repeat", "expected an integer in 1 .. " + std::to_string(limits::kLayers));
             else e.repeat = *r;
           } else {
             error(&v, "model.schedule." + key, "unknown key" + did_you_mean(key, {"template", "repeat"}));
@@ -190,6 +223,11 @@ class Loader {
         }
         c.model.schedule.push_back(e);
       }
+    int64_t n_layers = 0;
+    for (const auto& e : c.model.schedule) n_layers += e.repeat;
+    if (n_layers > limits::kLayers)
+      error(schedule, "model.schedule", "the repeats add up to " + std::to_string(n_layers) + " layers; at most " +
+                                            std::to_string(limits::kLayers));
     if (const auto* overrides = model.get("overrides")) {
       if (!overrides->is_array_of_tables()) {
         error(overrides, "model.overrides", "expected [[model.overrides]] tables with layer = N");
@@ -219,7 +257,7 @@ class Loader {
     }
     for (const auto& [k, v] : *options->as_table()) {
       auto d = v.value<double>();
-      if (!d) error(&v, "data.options." + std::string(k.str()), "expected a number");
+      if (!d || !std::isfinite(*d)) error(&v, "data.options." + std::string(k.str()), "expected a finite number");
       else c.data.options[std::string(k.str())] = *d;
     }
   }
@@ -274,6 +312,13 @@ class Loader {
       error(root.at_path("data.seq_len").node(), "data.seq_len",
             "seq_len " + std::to_string(c.data.seq_len) + " exceeds model.max_seq_len " +
                 std::to_string(c.model.max_seq_len));
+    // Each bounded on its own, the sizes could still multiply past what a run can count.
+    const double tokens = static_cast<double>(c.training.batch_size) * static_cast<double>(c.training.grad_accum_steps) *
+                          static_cast<double>(c.data.seq_len) * static_cast<double>(c.training.steps);
+    if (tokens > limits::kTokens)
+      error(root.at_path("training.steps").node(), "training.steps",
+            "steps x batch_size x grad_accum_steps x data.seq_len is " + number_text(tokens) +
+                " tokens; at most 4e18 can be counted");
     if (c.tokenizer.kind == "sentencepiece" && c.tokenizer.vocab_size < 16)
       error(root.at_path("tokenizer.kind").node(), "tokenizer.vocab_size",
             "sentencepiece needs vocab_size >= 16 (e.g. 2048)");

@@ -1,5 +1,6 @@
 #include "experiment/schema.hpp"
 
+#include <cmath>
 #include <sstream>
 
 namespace mixlab {
@@ -17,12 +18,15 @@ std::string describe(const toml::node& n) {
   return s.str();
 }
 
-Field int_field(std::string key, Ref<int64_t> ref, int64_t min, std::string help, bool required = false) {
-  Field f{key, "integer", ">= " + std::to_string(min), std::move(help), required, nullptr, nullptr};
-  f.read = [ref, min](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
+// An integer in [min, max]: every size has an upper bound, so that no product of
+// sizes overflows and an absurd value is refused here rather than by the allocator.
+Field int_field(std::string key, Ref<int64_t> ref, int64_t min, int64_t max, std::string help, bool required = false) {
+  const std::string allowed = std::to_string(min) + " .. " + std::to_string(max);
+  Field f{key, "integer", allowed, std::move(help), required, nullptr, nullptr};
+  f.read = [ref, min, max, allowed](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
     auto v = n.value<int64_t>();
-    if (!n.is_integer() || !v) return "expected an integer >= " + std::to_string(min) + ", got " + describe(n);
-    if (*v < min) return "expected an integer >= " + std::to_string(min) + ", got " + std::to_string(*v);
+    if (!n.is_integer() || !v) return "expected an integer in " + allowed + ", got " + describe(n);
+    if (*v < min || *v > max) return "expected an integer in " + allowed + ", got " + std::to_string(*v);
     ref(c) = *v;
     return std::nullopt;
   };
@@ -52,7 +56,7 @@ Field float_field(std::string key, Ref<double> ref, double lo, double hi, bool l
   f.read = [ref, lo, hi, lo_open, allowed](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
     auto v = n.value<double>();
     if (!(n.is_floating_point() || n.is_integer()) || !v) return "expected a number " + allowed + ", got " + describe(n);
-    if ((lo_open ? *v <= lo : *v < lo) || *v > hi) {
+    if (!std::isfinite(*v) || (lo_open ? *v <= lo : *v < lo) || *v > hi) {
       std::ostringstream s;
       s << "expected a number " << allowed << ", got " << *v;
       return s.str();
@@ -64,17 +68,22 @@ Field float_field(std::string key, Ref<double> ref, double lo, double hi, bool l
   return f;
 }
 
+// Checks a string's value beyond its choices; returns the problem or nothing.
+using StringCheck = std::function<std::optional<std::string>(const std::string&)>;
+
 Field string_field(std::string key, Ref<std::string> ref, std::vector<std::string> choices, std::string help,
-                   bool required = false) {
-  std::string allowed;
+                   bool required = false, StringCheck check = nullptr, std::string check_text = "") {
+  std::string allowed = check_text;
   for (const auto& ch : choices) allowed += (allowed.empty() ? "" : " | ") + ch;
   Field f{key, "string", allowed, std::move(help), required, nullptr, nullptr};
-  f.read = [ref, choices, allowed, required](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
+  f.read = [ref, choices, allowed, required, check](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
     if (!n.is_string()) return "expected a string" + (allowed.empty() ? "" : " (" + allowed + ")") + ", got " + describe(n);
     std::string v = n.as_string()->get();
     if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end())
       return "expected one of " + allowed + ", got \"" + v + "\"";
     if (required && v.empty()) return "must not be empty";
+    if (check)
+      if (auto problem = check(v)) return *problem;
     ref(c) = v;
     return std::nullopt;
   };
@@ -117,7 +126,7 @@ Field betas_field() {
     std::vector<double> out;
     for (const auto& item : *a) {
       auto v = item.value<double>();
-      if (!v || *v < 0 || *v >= 1) return "expected numbers in [0, 1), got " + describe(item);
+      if (!v || !(*v >= 0 && *v < 1)) return "expected numbers in [0, 1), got " + describe(item);
       out.push_back(*v);
     }
     c.optimizer.betas = out;
@@ -127,12 +136,27 @@ Field betas_field() {
   return f;
 }
 
+// job.name becomes a folder name under runs/: it must not leave runs/ nor hide.
+std::optional<std::string> run_name_problem(const std::string& name) {
+  if (name.empty()) return "must not be empty (it names the run folder)";
+  if (name.size() > limits::kNameLength)
+    return "is " + std::to_string(name.size()) + " bytes long; at most " + std::to_string(limits::kNameLength);
+  if (name.front() == '.') return "must not start with '.' (it names a folder under runs/)";
+  if (name.find("..") != std::string::npos) return "must not contain \"..\"";
+  for (char ch : name) {
+    if (ch == '/' || ch == '\\') return "must not contain '/' or '\\' (it names one folder under runs/)";
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) return "must not contain NUL or other control characters";
+  }
+  return std::nullopt;
+}
+
 #define MIXLAB_REF(type, member) Ref<type>([](ExperimentConfig& c) -> type& { return c.member; })
 
 std::vector<Field> make_fields() {
   const double inf = 1e308;
   return {
-      string_field("job.name", MIXLAB_REF(std::string, job.name), {}, "run name; the run folder is runs/<name>-<utc>-<id>"),
+      string_field("job.name", MIXLAB_REF(std::string, job.name), {}, "run name; the run folder is runs/<name>-<utc>-<id>",
+                   false, run_name_problem, "one folder name: no / \\ .. or control characters, no leading ., at most 128 bytes"),
       seed_field("job.seed", Ref<uint64_t>([](ExperimentConfig& c) -> uint64_t& { return c.job.seed; }),
                  "seed of initialisation, data order, dropout and sampling"),
       string_field("job.description", MIXLAB_REF(std::string, job.description), {}, "free text, copied to the manifest"),
@@ -140,14 +164,14 @@ std::vector<Field> make_fields() {
                    "run folder; empty: runs/<name>-<utc time>-<short id>"),
       strings_field("job.plugin_path", MIXLAB_REF(std::vector<std::string>, job.plugin_path),
                     "extra folders searched for plugins (relative to the experiment file)"),
-      int_field("job.target_params", MIXLAB_REF(int64_t, job.target_params), 0,
+      int_field("job.target_params", MIXLAB_REF(int64_t, job.target_params), 0, limits::kParams,
                 "intended total parameters; explain reports the distance (0: none)"),
       string_field("job.level", MIXLAB_REF(std::string, job.level), {"beginner", "intermediate", "advanced", "expert"},
                    "preset level (host presets groups by it); empty: not a preset"),
       strings_field("job.references", MIXLAB_REF(std::vector<std::string>, job.references),
                     "papers the design comes from (host presets show prints them)"),
-      int_field("model.d_model", MIXLAB_REF(int64_t, model.d_model), 1, "width of the residual stream", true),
-      int_field("model.max_seq_len", MIXLAB_REF(int64_t, model.max_seq_len), 1, "longest sequence the model sees", true),
+      int_field("model.d_model", MIXLAB_REF(int64_t, model.d_model), 1, limits::kWidth, "width of the residual stream", true),
+      int_field("model.max_seq_len", MIXLAB_REF(int64_t, model.max_seq_len), 1, limits::kSeqLen, "longest sequence the model sees", true),
       string_field("model.norm", MIXLAB_REF(std::string, model.norm), {"rmsnorm", "layernorm"}, "normalisation layer"),
       string_field("model.norm_position", MIXLAB_REF(std::string, model.norm_position), {"pre", "post"},
                    "pre-norm (x + f(norm(x))) or post-norm (norm(x + f(x)))"),
@@ -163,14 +187,14 @@ std::vector<Field> make_fields() {
                    "byte-level (256 symbols) or a SentencePiece model trained on the training split"),
       string_field("tokenizer.model_type", MIXLAB_REF(std::string, tokenizer.model_type), {"bpe", "unigram"},
                    "SentencePiece algorithm"),
-      int_field("tokenizer.vocab_size", MIXLAB_REF(int64_t, tokenizer.vocab_size), 0,
+      int_field("tokenizer.vocab_size", MIXLAB_REF(int64_t, tokenizer.vocab_size), 0, limits::kVocab,
                 "SentencePiece vocabulary size (required for sentencepiece)"),
       string_field("data.source", MIXLAB_REF(std::string, data.source), {},
                    "text file, folder of .txt files, or builtin:grammar | builtin:mqar | builtin:copy | builtin:kjv",
                    true),
       float_field("data.val_fraction", MIXLAB_REF(double, data.val_fraction), 0, 0.5, true,
                   "share of a text corpus held out for validation (its end)"),
-      int_field("data.seq_len", MIXLAB_REF(int64_t, data.seq_len), 1, "training sequence length (<= model.max_seq_len)",
+      int_field("data.seq_len", MIXLAB_REF(int64_t, data.seq_len), 1, limits::kSeqLen, "training sequence length (<= model.max_seq_len)",
                 true),
       string_field("data.cache_dir", MIXLAB_REF(std::string, data.cache_dir), {},
                    "tokenizer and token-shard cache; empty: $MIXLAB_CACHE or ~/.cache/mixlab"),
@@ -181,12 +205,12 @@ std::vector<Field> make_fields() {
                   "decoupled weight decay; never on norms, biases and embeddings"),
       string_field("lr_scheduler.decay_type", MIXLAB_REF(std::string, lr_scheduler.decay_type),
                    {"cosine", "linear", "constant"}, "shape of the decay after warm-up"),
-      int_field("lr_scheduler.warmup_steps", MIXLAB_REF(int64_t, lr_scheduler.warmup_steps), 0, "linear warm-up steps"),
+      int_field("lr_scheduler.warmup_steps", MIXLAB_REF(int64_t, lr_scheduler.warmup_steps), 0, limits::kSteps, "linear warm-up steps"),
       float_field("lr_scheduler.min_lr_factor", MIXLAB_REF(double, lr_scheduler.min_lr_factor), 0, 1, false,
                   "final learning rate as a fraction of the peak"),
-      int_field("training.steps", MIXLAB_REF(int64_t, training.steps), 1, "optimizer steps", true),
-      int_field("training.batch_size", MIXLAB_REF(int64_t, training.batch_size), 1, "sequences per micro-batch"),
-      int_field("training.grad_accum_steps", MIXLAB_REF(int64_t, training.grad_accum_steps), 1,
+      int_field("training.steps", MIXLAB_REF(int64_t, training.steps), 1, limits::kSteps, "optimizer steps", true),
+      int_field("training.batch_size", MIXLAB_REF(int64_t, training.batch_size), 1, limits::kBatch, "sequences per micro-batch"),
+      int_field("training.grad_accum_steps", MIXLAB_REF(int64_t, training.grad_accum_steps), 1, limits::kBatch,
                 "micro-batches per optimizer step"),
       float_field("training.max_norm", MIXLAB_REF(double, training.max_norm), 0, inf, false,
                   "gradient clipping norm (0: off)"),
@@ -194,12 +218,12 @@ std::vector<Field> make_fields() {
                    "float32, or bfloat16 autocast (parameters stay float32)"),
       string_field("training.device", MIXLAB_REF(std::string, training.device), {"cpu", "cuda", "auto"},
                    "auto: cuda when available"),
-      int_field("training.threads", MIXLAB_REF(int64_t, training.threads), 0, "ATen intra-op threads (0: all cores)"),
-      int_field("validation.every", MIXLAB_REF(int64_t, validation.every), 0, "validate every N steps (0: only at the end)"),
-      int_field("validation.batches", MIXLAB_REF(int64_t, validation.batches), 1, "validation batches"),
-      int_field("checkpoint.every", MIXLAB_REF(int64_t, checkpoint.every), 0, "checkpoint every N steps (0: only at the end)"),
-      int_field("checkpoint.keep_last", MIXLAB_REF(int64_t, checkpoint.keep_last), 1, "checkpoints kept"),
-      int_field("metrics.log_every", MIXLAB_REF(int64_t, metrics.log_every), 1, "write a metrics line every N steps"),
+      int_field("training.threads", MIXLAB_REF(int64_t, training.threads), 0, limits::kThreads, "ATen intra-op threads (0: all cores)"),
+      int_field("validation.every", MIXLAB_REF(int64_t, validation.every), 0, limits::kSteps, "validate every N steps (0: only at the end)"),
+      int_field("validation.batches", MIXLAB_REF(int64_t, validation.batches), 1, limits::kBatches, "validation batches"),
+      int_field("checkpoint.every", MIXLAB_REF(int64_t, checkpoint.every), 0, limits::kSteps, "checkpoint every N steps (0: only at the end)"),
+      int_field("checkpoint.keep_last", MIXLAB_REF(int64_t, checkpoint.keep_last), 1, limits::kKeep, "checkpoints kept"),
+      int_field("metrics.log_every", MIXLAB_REF(int64_t, metrics.log_every), 1, limits::kSteps, "write a metrics line every N steps"),
   };
 }
 

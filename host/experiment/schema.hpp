@@ -15,6 +15,24 @@
 
 namespace mixlab {
 
+// Upper bounds of the sizes and counts: generous for research models, small
+// enough that products of them (B*T*d, steps*tokens) fit in 64 bits and that a
+// typo (an extra zero or ten) is refused with its line instead of reaching the allocator.
+namespace limits {
+inline constexpr int64_t kWidth = int64_t{1} << 16;      // model.d_model
+inline constexpr int64_t kSeqLen = int64_t{1} << 20;     // model.max_seq_len, data.seq_len
+inline constexpr int64_t kLayers = 4096;                 // all repeats of the schedule together
+inline constexpr int64_t kVocab = int64_t{1} << 21;      // tokenizer.vocab_size
+inline constexpr int64_t kBatch = int64_t{1} << 16;      // training.batch_size, grad_accum_steps
+inline constexpr int64_t kSteps = 1'000'000'000;         // steps and step intervals
+inline constexpr int64_t kBatches = 1'000'000;           // validation.batches
+inline constexpr int64_t kKeep = 10'000;                 // checkpoint.keep_last
+inline constexpr int64_t kThreads = 4096;                // training.threads
+inline constexpr int64_t kParams = 1'000'000'000'000'000;  // job.target_params
+inline constexpr size_t kNameLength = 128;               // job.name
+inline constexpr double kTokens = 4.0e18;                // tokens seen by a run (< 2^62)
+}  // namespace limits
+
 struct Field {
   std::string key;      // "training.steps"
   std::string type;     // "integer", "float", "string", "boolean", "list of floats", "list of strings"

@@ -10,6 +10,8 @@
 
 #include <filesystem>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace mixlab {
 
@@ -21,6 +23,10 @@ struct TrainedRun {
   std::unique_ptr<data::Dataset> dataset;
   std::unique_ptr<Model> model;
 };
+
+// The --set overrides a run was started with (RUN_DIR/overrides.json; none when absent).
+// Throws std::runtime_error naming the file when it is not a JSON list of strings.
+std::vector<std::string> read_run_overrides(const std::filesystem::path& run_dir);
 
 // Throws std::runtime_error naming the folder when it is not a run or has no checkpoint.
 TrainedRun load_trained_run(const std::filesystem::path& run_dir);

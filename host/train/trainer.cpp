@@ -4,13 +4,16 @@
 #include "data/batch.hpp"
 #include "data/dataset.hpp"
 #include "experiment/experiment_data.hpp"
+#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
+#include "experiment/memory_estimate.hpp"
 #include "model/model.hpp"
 #include "runtime/registry.hpp"
 #include "train/checkpoint.hpp"
 #include "train/evaluate.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/metrics_log.hpp"
+#include "train/trained_run.hpp"
 #include "train/plot.hpp"
 #include "util/atomic_file.hpp"
 #include "util/log.hpp"
@@ -139,8 +142,7 @@ int run_experiment(const RunOptions& options) {
     if (!std::filesystem::exists(run_dir / "experiment.toml"))
       throw std::runtime_error(run_dir.string() + ": not a run folder (no experiment.toml)");
     experiment_file = run_dir / "experiment.toml";
-    std::ifstream in(run_dir / "overrides.json");
-    overrides = in ? nlohmann::json::parse(in).get<std::vector<std::string>>() : std::vector<std::string>{};
+    overrides = read_run_overrides(run_dir);
   }
   ExperimentConfig config = load_experiment(experiment_file, overrides);
 
@@ -148,6 +150,7 @@ int run_experiment(const RunOptions& options) {
   Registry registry = experiment_registry(config);
   auto problems = check_plugins(config, registry);
   if (!problems.empty()) throw ExperimentError(problems);
+  require_memory_fits(experiment_file.string(), config, explain_report(config, registry));
   set_threads(config);
   torch::Device device = pick_device(config.training.device);
   auto dataset = open_dataset(config);

@@ -1,5 +1,6 @@
 #include "util/system_info.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -66,6 +67,35 @@ std::string cpu_model() {
   while (std::getline(in, line))
     if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
   return "";
+}
+
+namespace {
+
+// The first number of a file ("max" and unreadable files give nothing).
+std::optional<double> first_number(const char* path) {
+  std::ifstream in(path);
+  double value = 0;
+  if (!(in >> value)) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+std::optional<double> available_memory_bytes() {
+  std::optional<double> available;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kib = 0;
+  while (meminfo >> key >> kib) {
+    if (key == "MemAvailable:") available = kib * 1024.0;
+    meminfo.ignore(256, '\n');
+  }
+  auto limit = first_number("/sys/fs/cgroup/memory.max"), used = first_number("/sys/fs/cgroup/memory.current");
+  if (limit && used) {
+    double left = std::max(0.0, *limit - *used);
+    available = available ? std::min(*available, left) : left;
+  }
+  return available;
 }
 
 }  // namespace mixlab

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 
 namespace mixlab {
@@ -14,5 +15,8 @@ nlohmann::json git_info();             // {"commit": ..., "dirty": ...} of the m
 std::string utc_now(const char* format = "%Y-%m-%dT%H:%M:%SZ");
 std::string short_id();                // 6 random hex digits
 std::string cpu_model();
+// Bytes this process can still allocate without swapping: MemAvailable of /proc/meminfo,
+// lowered by a cgroup v2 memory.max when one is set; nothing when neither can be read.
+std::optional<double> available_memory_bytes();
 
 }  // namespace mixlab

@@ -14,8 +14,8 @@
 
 namespace mixlab::test {
 
-inline CommandResult host(const std::string& args) {
-  return run_command(std::string(MIXLAB_HOST_EXE) + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR);
+inline CommandResult host(const std::string& args, int timeout_s = 0) {
+  return run_command(std::string(MIXLAB_HOST_EXE) + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR, timeout_s);
 }
 
 inline std::string tiny_experiment() { return std::string(MIXLAB_SOURCE_DIR) + "/tests/experiments/tiny.toml"; }

@@ -15,9 +15,12 @@ struct CommandResult {
   std::string output;
 };
 
-inline CommandResult run_command(const std::string& command) {
+// With timeout_s > 0 the (simple) command is killed after that many seconds and the
+// exit code is 124: a test of something that used to hang fails instead of hanging.
+inline CommandResult run_command(const std::string& command, int timeout_s = 0) {
   CommandResult r;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  std::string line = timeout_s > 0 ? "timeout -k 5 " + std::to_string(timeout_s) + " " + command : command;
+  FILE* pipe = popen((line + " 2>&1").c_str(), "r");
   if (!pipe) return r;
   std::array<char, 4096> buf{};
   while (fgets(buf.data(), buf.size(), pipe)) r.output += buf.data();
