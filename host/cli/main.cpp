@@ -3,9 +3,15 @@
 #include "experiment/loader.hpp"
 #include "util/error_message.hpp"
 
+#include <c10/util/Logging.h>
+
 #include <iostream>
 
 int main(int argc, char** argv) {
+  // A failed CAFFE_ENFORCE (e.g. the CPU allocator out of memory) must throw, to be
+  // reported like any error; when this flag is set LibTorch aborts the process instead,
+  // and in this binary it is found set before main runs.
+  FLAGS_caffe2_use_fatal_for_enforce = false;
   CLI::App app{"mixlab host: compose, train, evaluate and compare language-model architectures from plugins"};
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the subcommand

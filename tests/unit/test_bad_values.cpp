@@ -159,6 +159,12 @@ TEST_CASE("bad values: out of memory and library errors read as what happened") 
     CHECK(msg.find("out of memory while running host compile: DefaultCPUAllocator: not enough memory") == 0);
     CHECK(msg.find("Exception raised from") == std::string::npos);
   }
+  // What the CPU allocator throws (a CAFFE_ENFORCE, a plain c10::Error).
+  c10::Error enforce("alloc_cpu.cpp", 127, "err == 0", "DefaultCPUAllocator: can't allocate memory: you tried to "
+                     "allocate 5 bytes.", nullptr);
+  CHECK(std::string(enforce.what_without_backtrace()).find("[enforce fail at alloc_cpu.cpp:127]") == 0);
+  CHECK(error_message(enforce, doing).find("out of memory while running host compile: DefaultCPUAllocator: can't "
+                                           "allocate memory: you tried to allocate 5 bytes.; reduce") == 0);
   try {
     TORCH_CHECK(false, "shapes do not match");
   } catch (const std::exception& e) {
