@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libboost-dev libssl-dev libdlpack-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
   doctest-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
   bible-kjv bible-kjv-text gnuplot-nox
+  clang libclang-rt-14-dev  # the libFuzzer targets (scripts/fuzz.sh)
 )
 PIP_PACKAGES=("torch==${TORCH_VERSION}" "safetensors" "numpy")
 

@@ -82,7 +82,8 @@ uint64_t dtype_cap(torch::ScalarType t) {
   }
 }
 
-// max|a - b| / max(1, max|b|), the metric plugins' own checks use too.
+// max|a - b| / max(1, max|b|), the metric plugins' own checks use too; +inf on NaN or inf.
+using testing::nan_as_inf;
 using testing::scaled_max_error;
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
@@ -97,10 +98,11 @@ Outcome fail(std::string message, double error = 0.0, double tolerance = 0.0) {
   return Outcome{"", Verdict::Fail, error, tolerance, std::move(message)};
 }
 Outcome skip(std::string message) { return Outcome{"", Verdict::Skip, 0.0, 0.0, std::move(message)}; }
+// A comparison's verdict: never a pass on a NaN or infinite error.
 Outcome bounded(bool ok, const std::string& what, double error, double tolerance) {
-  std::ostringstream msg;
-  msg << what << ": error " << error << " (tolerance " << tolerance << ")";
-  return Outcome{"", ok ? Verdict::Pass : Verdict::Fail, error, tolerance, msg.str()};
+  ok = ok && std::isfinite(error);
+  return Outcome{"", ok ? Verdict::Pass : Verdict::Fail, error, tolerance,
+                 testing::describe_error(what, "error", error, tolerance)};
 }
 
 std::vector<torch::ScalarType> supported_dtypes(const Fixture& f) {
@@ -126,14 +128,20 @@ Outcome check_handshake(const Fixture& f) {
   if (!(impl.caps & (MIXLAB_CAP_CPU | MIXLAB_CAP_CUDA))) return fail(msg.str() + ": declares no device");
   if (impl.causality_bound < 0 || impl.causality_bound > 1e-2)
     return fail(msg.str() + ": causality_bound " + std::to_string(impl.causality_bound) + " outside [0, 1e-2]");
-  // A host of another major must get the version fields and no implementations.
+  // A host of another major must get the version fields and no implementations,
+  // without changing the answer this host holds (the entry point is pure).
   auto entry = boost::dll::shared_library(f.library->path())
                    .get<const mixlab_library*(uint32_t, uint32_t, const mixlab_host_api*)>(MIXLAB_ENTRY_SYMBOL);
+  const mixlab_library held = d;
   const mixlab_library* other = entry(MIXLAB_ABI_MAJOR + 1, 0, nullptr);
   if (other && other->n_impls != 0)
     return fail(msg.str() + ": offers implementations to a host of ABI major " + std::to_string(MIXLAB_ABI_MAJOR + 1));
-  entry(MIXLAB_ABI_MAJOR, MIXLAB_ABI_MINOR, host_api());  // restore the handshake
-  return pass(msg.str());
+  if (d.n_impls != held.n_impls || d.impls != held.impls || d.n_checks != held.n_checks ||
+      d.check_names != held.check_names || d.run_check != held.run_check || d.abi_major != held.abi_major)
+    return fail(msg.str() + ": answering a host of ABI major " + std::to_string(MIXLAB_ABI_MAJOR + 1) +
+                " changed the descriptor returned earlier; " MIXLAB_ENTRY_SYMBOL
+                " must return an immutable descriptor per answer (use MIXLAB_PLUGIN)");
+  return pass(msg.str() + "; answers to another ABI major leave it unchanged");
 }
 
 Outcome check_binary_hygiene(const Fixture& f) {
@@ -298,7 +306,7 @@ Outcome check_gradients(const Fixture& f) {
   auto directional = [&](const std::string& name, const Tensor& grad, const std::function<double(double)>& at) {
     double fd = (at(eps) - at(-eps)) / (2 * eps);
     double an = grad.defined() ? grad.item<double>() : 0.0;
-    double err = std::abs(fd - an) / std::max(1.0, std::abs(fd));
+    double err = nan_as_inf(std::abs(fd - an) / std::max(1.0, std::abs(fd)));
     if (err > worst) worst = err, worst_name = name;
   };
   auto dx = torch::empty_like(x).normal_(0, 1, gen);
@@ -359,7 +367,7 @@ Outcome check_causality(const Fixture& f) {
                         std::to_string((before - after).abs().max().item<double>()) +
                         " (declared exact causality)",
                     (before - after).abs().max().item<double>() / scale, 0.0);
-      worst = std::max(worst, (before - after).abs().max().item<double>() / scale);
+      worst = std::max(worst, nan_as_inf((before - after).abs().max().item<double>() / scale));
     }
     return bounded(worst <= bound, bound == 0.0 ? "outputs before a perturbation bitwise unchanged (exact)"
                                                 : "outputs before a perturbation, relative to max|y|",
@@ -459,7 +467,8 @@ Outcome check_threads(const Fixture& f) {
     if (!error.empty()) return fail("concurrent use threw: " + error);
     double err = 0;
     for (size_t i = 0; i < 2; ++i) err = std::max({err, scaled_max_error(got_a[i], ref_a[i]), scaled_max_error(got_b[i], ref_b[i])});
-    if (err > 1e-12) return fail("results on two threads differ from sequential ones", err, 1e-12);
+    if (!(err <= 1e-12))
+      return bounded(false, "results on two threads vs sequential ones (forward and grad x)", err, 1e-12);
   }
   return pass("two instances, forward and backward on two threads at once, 3 rounds: equal to sequential");
 }
@@ -547,6 +556,8 @@ Outcome check_family(const Fixture& f, const std::string& name) {
     mixlab_check_result r{};
     r.struct_size = sizeof(r);
     check_status(d.run_check(i, f.subject.seed, &r), "check " + name);
+    if (r.passed && !std::isfinite(r.error))
+      return fail(std::string("reported a pass with a non-finite error: ") + r.message, r.error, r.tolerance);
     return Outcome{"", r.passed ? Verdict::Pass : Verdict::Fail, r.error, r.tolerance, r.message};
   }
   return fail("the library has no check named " + name);

@@ -1,15 +1,13 @@
 #include "experiment/loader.hpp"
 
 #include "experiment/schema.hpp"
-#include "runtime/host_api.hpp"
-#include "runtime/instance.hpp"
-#include "runtime/registry.hpp"
 
-#include <mixlab/plugin.hpp>  // mixlab::edit_distance, shared with plugins' config errors
+#include <mixlab/edit_distance.hpp>  // shared with plugins' config errors
 #include <toml++/toml.h>
 
 #include <charconv>
 #include <cmath>
+#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -395,9 +393,18 @@ ExperimentConfig load_experiment(const std::filesystem::path& file, const std::v
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec))
     throw ExperimentError({Diagnostic{SourcePos{name, 0, 0}, "file", "no such experiment file (or not readable)"}});
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ExperimentError({Diagnostic{SourcePos{name, 0, 0}, "file", "cannot read the experiment file"}});
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_experiment(text, file, overrides);
+}
+
+ExperimentConfig parse_experiment(std::string_view text, const std::filesystem::path& file,
+                                  const std::vector<std::string>& overrides) {
+  std::string name = file.string();
   toml::table root;
   try {
-    root = toml::parse_file(name);
+    root = toml::parse(text, name);
   } catch (const toml::parse_error& e) {
     const auto& s = e.source();
     throw ExperimentError({Diagnostic{SourcePos{name, static_cast<int64_t>(s.begin.line), static_cast<int64_t>(s.begin.column)},
@@ -411,53 +418,6 @@ ExperimentConfig load_experiment(const std::filesystem::path& file, const std::v
     if (std::filesystem::path(p).is_relative()) p = (file.parent_path() / p).lexically_normal().string();
   if (!loader.diagnostics_.empty()) throw ExperimentError(loader.diagnostics_);
   return config;
-}
-
-Registry experiment_registry(const ExperimentConfig& config) {
-  Registry r = Registry::discover();
-  for (const auto& p : config.job.plugin_path) r.add_folder(p);
-  return r;
-}
-
-std::vector<Diagnostic> check_plugins(const ExperimentConfig& config, const Registry& registry) {
-  std::vector<Diagnostic> out;
-  auto check = [&](const PluginChoice& c, int32_t family, const std::string& field) {
-    if (c.plugin.empty()) return;
-    auto at = [&](const std::string& key) {
-      auto it = c.key_pos.find(key);
-      return it == c.key_pos.end() ? c.pos : it->second;
-    };
-    try {
-      ImplRef ref = registry.select({c.plugin, c.impl, c.version});
-      if (ref.impl->family != family) {
-        out.push_back({at("plugin"), field + ".plugin",
-                       "\"" + c.plugin + "\" is " + (ref.impl->family == MIXLAB_FAMILY_MIXER ? "a mixer" : "an FFN") +
-                           " plugin, this slot needs " + (family == MIXLAB_FAMILY_MIXER ? "a mixer" : "an FFN")});
-        return;
-      }
-      PluginInstance::create(ref, config.model.d_model, config.model.max_seq_len, c.config.dump());
-    } catch (const SelectionError& e) {
-      out.push_back({at("plugin"), field + ".plugin", e.what()});
-    } catch (const PluginError& e) {
-      // Plugin messages start with the offending key ("n_heads: ..."): point at its line.
-      std::string msg = e.what();
-      auto label_end = msg.find(" config: ");
-      std::string body = label_end == std::string::npos ? msg : msg.substr(label_end + 9);
-      std::string key = body.substr(0, body.find(':'));
-      bool known = c.key_pos.count(key) > 0;
-      if (known) body = body.substr(key.size() + 2);  // the key is in the field name
-      out.push_back({known ? at(key) : c.pos, field + (known ? "." + key : ""), body});
-    }
-  };
-  for (const auto& [name, t] : config.model.templates) {
-    check(t.mixer, MIXLAB_FAMILY_MIXER, "model.templates." + name + ".mixer");
-    check(t.ffn, MIXLAB_FAMILY_FFN, "model.templates." + name + ".ffn");
-  }
-  for (const auto& [i, t] : config.model.overrides) {
-    check(t.mixer, MIXLAB_FAMILY_MIXER, "model.overrides[layer " + std::to_string(i) + "].mixer");
-    check(t.ffn, MIXLAB_FAMILY_FFN, "model.overrides[layer " + std::to_string(i) + "].ffn");
-  }
-  return out;
 }
 
 }  // namespace mixlab

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mixlab {
@@ -34,7 +35,12 @@ class ExperimentError : public std::runtime_error {
 // Parses and checks `file` with overrides ("training.steps=10"); throws ExperimentError.
 ExperimentConfig load_experiment(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
 
-// Asks the plugins whether they accept their configs (without building the model):
+// The same for experiment text read from `file` (positions and relative plugin
+// folders refer to it). Needs no LibTorch: the fuzzer (tests/fuzz/) calls it.
+ExperimentConfig parse_experiment(std::string_view text, const std::filesystem::path& file,
+                                  const std::vector<std::string>& overrides = {});
+
+// (experiment/plugin_check.cpp) Asks the plugins whether they accept their configs (without building the model):
 // unknown plugins, wrong families and rejected configs, positioned at their keys.
 std::vector<Diagnostic> check_plugins(const ExperimentConfig& config, const Registry& registry);
 

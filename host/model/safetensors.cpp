@@ -1,5 +1,6 @@
 #include "model/safetensors.hpp"
 
+#include "model/safetensors_header.hpp"
 #include "util/atomic_file.hpp"
 
 #include <nlohmann/json.hpp>
@@ -50,43 +51,32 @@ void save_safetensors(const std::filesystem::path& file, const std::vector<std::
 }
 
 SafetensorsFile load_safetensors(const std::filesystem::path& file) {
+  const std::string name = file.string();
   std::ifstream in(file, std::ios::binary);
-  if (!in) throw std::runtime_error(file.string() + ": cannot read");
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto bad = [&](const std::string& why) { return std::runtime_error(file.string() + ": not a valid safetensors file: " + why); };
-  if (data.size() < 8) throw bad("shorter than its 8-byte header length");
-  uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(data[i])) << (8 * i);
-  if (n > data.size() - 8) throw bad("header length exceeds the file");
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(data.substr(8, n));
-  } catch (const std::exception& e) {
-    throw bad(std::string("header is not JSON: ") + e.what());
-  }
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(file, ec);
+  if (!in || ec) throw std::runtime_error(name + ": cannot read");
+  auto read = [&](char* out, uint64_t bytes) {
+    if (!in.read(out, static_cast<std::streamsize>(bytes)))
+      throw std::runtime_error(name + ": cannot read (the file changed or became unreadable while it was read)");
+  };
+  // Everything is checked before anything is allocated: the tensors take no
+  // more memory than the file has bytes.
+  std::string prefix(std::min<uint64_t>(size, 8), '\0');
+  read(prefix.data(), prefix.size());
+  const uint64_t n = safetensors_header_length(prefix, size, name);
+  prefix.resize(8 + n);
+  read(prefix.data() + 8, n);
+  const SafetensorsHeader header = parse_safetensors_header(prefix, size, name);
+
   SafetensorsFile out;
-  const size_t base = 8 + n;
-  std::vector<std::pair<size_t, std::string>> order;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") {
-      for (auto m = it->begin(); m != it->end(); ++m) out.metadata[m.key()] = m->get<std::string>();
-      continue;
-    }
-    order.emplace_back((*it)["data_offsets"][0].get<size_t>(), it.key());
-  }
-  std::sort(order.begin(), order.end());
-  for (const auto& [start, name] : order) {
-    const auto& e = header[name];
-    std::string dt = e["dtype"];
-    auto type = std::find_if(dtype_names().begin(), dtype_names().end(), [&](const auto& p) { return p.second == dt; });
-    if (type == dtype_names().end()) throw bad("unsupported dtype " + dt + " of " + name);
-    std::vector<int64_t> shape = e["shape"];
-    size_t end = e["data_offsets"][1];
-    auto t = torch::empty(shape, torch::TensorOptions().dtype(type->first));
-    if (end < start || base + end > data.size() || end - start != t.numel() * t.element_size())
-      throw bad("byte range of " + name + " does not match its shape or the file");
-    std::memcpy(t.data_ptr(), data.data() + base + start, end - start);
-    out.tensors.emplace_back(name, t);
+  out.metadata = header.metadata;
+  for (const auto& e : header.entries) {
+    auto type = std::find_if(dtype_names().begin(), dtype_names().end(), [&](const auto& p) { return p.second == e.dtype; });
+    if (type == dtype_names().end()) throw std::logic_error("safetensors: dtype " + e.dtype + " has no LibTorch type");
+    auto t = torch::empty(e.shape, torch::TensorOptions().dtype(type->first));
+    read(static_cast<char*>(t.data_ptr()), e.end - e.begin);
+    out.tensors.emplace_back(e.name, t);
   }
   return out;
 }

@@ -21,7 +21,9 @@ struct SafetensorsFile {
 void save_safetensors(const std::filesystem::path& file, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// Throws std::runtime_error naming the file for a truncated or malformed file.
+// Throws std::runtime_error naming the file (and the tensor) for a truncated or
+// malformed file; the header is checked in full before anything is allocated
+// (model/safetensors_header.hpp).
 SafetensorsFile load_safetensors(const std::filesystem::path& file);
 
 }  // namespace mixlab

@@ -3,6 +3,8 @@
 // validated descriptor.
 #pragma once
 
+#include "runtime/descriptor_check.hpp"
+
 #include <mixlab/plugin.h>
 
 #include <filesystem>
@@ -16,12 +18,6 @@ class shared_library;
 }
 
 namespace mixlab {
-
-// A file that cannot be used as a plugin; the message names the file and why.
-class LoadError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 // The tag the host was built with; a plugin's must be equal.
 const char* host_build_tag();

@@ -1,5 +1,7 @@
 #include "runtime/registry.hpp"
 
+#include "util/log.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <set>
@@ -46,7 +48,9 @@ void Registry::add_folder(const std::filesystem::path& folder) {
   for (const auto& entry : std::filesystem::directory_iterator(canonical, ec))
     if (entry.path().extension() == ".so") files.push_back(entry.path());
   std::sort(files.begin(), files.end());  // deterministic: the first of two duplicates wins
-  for (const auto& f : files) add_file(f);
+  // One bad library is reported and skipped; the others still load.
+  for (const auto& f : files)
+    if (!add_file(f)) log::warn("skipping plugin file " + refused_.back().second);
 }
 
 bool Registry::add_file(const std::filesystem::path& file) {
@@ -75,6 +79,25 @@ bool Registry::add_file(const std::filesystem::path& file) {
   }
 }
 
+std::optional<std::string> Registry::refusal_of(const std::string& plugin) const {
+  // A refused library may not have told its names (another ABI major tells
+  // none): match the file name, libNAME.so or lib<prefix>_NAME.so.
+  for (const auto& [file, why] : refused_) {
+    std::string stem = std::filesystem::path(file).stem().string();
+    if (stem.rfind("lib", 0) == 0) stem = stem.substr(3);
+    if (stem == plugin || (stem.size() > plugin.size() && stem.ends_with(plugin) &&
+                           (stem[stem.size() - plugin.size() - 1] == '_' || stem[stem.size() - plugin.size() - 1] == '-')))
+      return "plugin \"" + plugin + "\" was found but refused: " + why;
+  }
+  return std::nullopt;
+}
+
+std::string Registry::refused_list() const {
+  std::string out;
+  for (const auto& [file, why] : refused_) out += "\n  refused: " + why;
+  return out;
+}
+
 ImplRef Registry::select(const Selector& s) const {
   if (s.version) {
     std::string bad = check_requirement(*s.version);
@@ -93,7 +116,8 @@ ImplRef Registry::select(const Selector& s) const {
     for (const auto& ref : impls_) names.insert(ref.impl->name);
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    throw SelectionError("no plugin named \"" + s.plugin + "\"; available: " + (list.empty() ? "(none)" : list));
+    throw SelectionError(refusal_of(s.plugin).value_or("no plugin named \"" + s.plugin + "\"; available: " +
+                                                        (list.empty() ? "(none)" : list) + refused_list()));
   }
   std::optional<std::string> impl = s.impl;
   if (!impl) {

@@ -4,7 +4,7 @@
 // install prefix (<exe dir>/../lib/mixlab/plugins), every folder of
 // MIXLAB_PLUGIN_PATH (':'-separated), and folders an experiment names. Every
 // *.so in them is loaded and validated; a file that fails is recorded with its
-// reason and skipped.
+// reason, reported as a warning and skipped.
 #pragma once
 
 #include "runtime/library.hpp"
@@ -60,10 +60,14 @@ class Registry {
   // Exactly one implementation: with no impl given, a plugin with several
   // implementations picks "default" if present, else the only one; among
   // versions the highest that satisfies the requirement. Throws SelectionError
-  // listing the candidates.
+  // listing the candidates; for a plugin whose file was found but refused, the
+  // reason it was refused.
   ImplRef select(const Selector& selector) const;
 
  private:
+  std::optional<std::string> refusal_of(const std::string& plugin) const;
+  std::string refused_list() const;  // "\n  refused: REASON" per refused file
+
   std::vector<std::filesystem::path> folders_;
   std::vector<ImplRef> impls_;
   std::vector<std::pair<std::string, std::string>> refused_;

@@ -15,7 +15,9 @@ struct Partial {
 };
 
 std::optional<Partial> parse_partial(const std::string& text) {
-  static const std::regex re(R"(^(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?$)");
+  // Bounded before the (recursive) regex; a number of at most 9 digits fits an int.
+  if (text.size() > 64) return std::nullopt;
+  static const std::regex re(R"(^(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?(?:-([0-9A-Za-z.-]+))?$)");
   std::smatch m;
   if (!std::regex_match(text, m, re)) return std::nullopt;
   Partial p;

@@ -3,6 +3,7 @@
 #include "runtime/host_api.hpp"
 #include "runtime/instance.hpp"
 #include "runtime/registry.hpp"
+#include "run_command.hpp"
 #include "test_plugin_files.hpp"
 #include "util/atomic_file.hpp"
 
@@ -166,5 +167,89 @@ TEST_CASE("atomic file: contents appear whole and a failed write leaves nothing"
   CHECK_THROWS_WITH_AS(write_file_atomic(dir / "missing" / "b.txt", "x"), doctest::Contains("missing/b.txt"),
                        std::runtime_error);
   CHECK(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()) == 1);
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// The first `bytes` bytes of `from`, written to `to`.
+void copy_prefix(const std::filesystem::path& from, const std::filesystem::path& to, size_t bytes) {
+  std::ifstream in(from, std::ios::binary);
+  std::string data(bytes, '\0');
+  in.read(data.data(), static_cast<std::streamsize>(bytes));
+  std::ofstream(to, std::ios::binary) << data;
+}
+
+}  // namespace
+
+TEST_CASE("loader: truncated and random-bytes libraries are refused before dlopen; the good one beside them loads") {
+  auto dir = temp_dir("badelf");
+  const auto good = test::test_plugin("prefix_mean");
+  const auto size = std::filesystem::file_size(good);
+  std::filesystem::copy_file(good, dir / "libgood.so");
+  copy_prefix(good, dir / "libtruncated.so", size / 2);  // dlopen of this dies of SIGBUS
+  copy_prefix(good, dir / "libheader_only.so", 64);       // the ELF header alone
+  std::string noise(4096, '\0');
+  uint32_t state = 12345;
+  for (auto& c : noise) c = static_cast<char>((state = state * 1664525u + 1013904223u) >> 24);
+  std::ofstream(dir / "librandom.so", std::ios::binary) << noise;
+  std::ofstream(dir / "libmagic.so", std::ios::binary) << std::string("\x7f" "ELF", 4) + noise;
+
+  CHECK(load_error(dir / "libtruncated.so").find("libtruncated.so: not a loadable shared library: truncated") !=
+        std::string::npos);
+  CHECK(load_error(dir / "libheader_only.so").find("truncated") != std::string::npos);
+  CHECK(load_error(dir / "librandom.so").find("no ELF magic number") != std::string::npos);
+  CHECK(load_error(dir / "libmagic.so").find("libmagic.so: not a loadable shared library") != std::string::npos);
+
+  Registry r;
+  r.add_folder(dir);
+  REQUIRE(r.impls().size() == 1);
+  CHECK(r.impls()[0].library->path().filename() == "libgood.so");
+  CHECK(r.refused().size() == 4);
+  // The same through `host`: a warning naming each bad file, and the good plugin works.
+  auto listed = test::run_command("MIXLAB_PLUGIN_PATH=" + dir.string() + " " + MIXLAB_HOST_EXE + " plugins");
+  INFO(listed.output);
+  CHECK(listed.exit_code == 0);
+  CHECK(listed.output.find("skipping plugin file " + (dir / "libtruncated.so").string()) != std::string::npos);
+  CHECK(listed.output.find("prefix_mean") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("registry: an experiment naming a plugin that was found but refused gets the reason") {
+  auto dir = temp_dir("refused");
+  std::filesystem::copy_file(test::test_plugin("wrong_abi"), dir / "libtest_wrong_abi.so");
+  std::filesystem::copy_file(test::test_plugin("prefix_mean"), dir / "libtest_prefix_mean.so");
+  copy_prefix(test::test_plugin("noncausal"), dir / "libnoncausal.so", 100);
+  Registry r;
+  r.add_folder(dir);
+  auto message = [&](const std::string& plugin) {
+    try {
+      r.select({plugin, std::nullopt, std::nullopt});
+    } catch (const SelectionError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(message("wrong_abi").find("plugin \"wrong_abi\" was found but refused: ") != std::string::npos);
+  CHECK(message("wrong_abi").find("plugin ABI 2.0, host ABI 1.1") != std::string::npos);
+  CHECK(message("noncausal").find("was found but refused: ") != std::string::npos);
+  CHECK(message("noncausal").find("truncated") != std::string::npos);
+  // A name no file resembles: the available plugins and every refused file with its reason.
+  auto unknown = message("retnet");
+  CHECK(unknown.find("no plugin named \"retnet\"; available: prefix_mean") != std::string::npos);
+  CHECK(unknown.find("refused: " + (dir / "libtest_wrong_abi.so").string()) != std::string::npos);
+
+  // `validate` and `run` say the same at the experiment's plugin key.
+  for (const char* command : {"validate", "run"}) {
+    auto r2 = test::run_command(std::string(MIXLAB_HOST_EXE) + " " + command + " " + MIXLAB_SOURCE_DIR +
+                                "/tests/experiments/tiny.toml --plugin-path " + dir.string() +
+                                " --set model.templates.block.mixer.plugin=wrong_abi");
+    INFO(r2.output);
+    CHECK(r2.exit_code != 0);
+    CHECK(r2.exit_code < 128);
+    CHECK(r2.output.find("model.templates.block.mixer.plugin") != std::string::npos);
+    CHECK(r2.output.find("was found but refused") != std::string::npos);
+    CHECK(r2.output.find("plugin ABI 2.0, host ABI 1.1") != std::string::npos);
+  }
   std::filesystem::remove_all(dir);
 }

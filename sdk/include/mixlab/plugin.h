@@ -285,7 +285,9 @@ typedef struct mixlab_library {
 
 /* The one exported symbol. Always returns the library descriptor (whose first three
  * fields the host reads to refuse a major mismatch by name); NULL only if the plugin
- * cannot describe itself at all. Pure: callable from any thread, any number of times. */
+ * cannot describe itself at all. Pure: callable from any thread, any number of times;
+ * a descriptor it returned is immutable and stays valid while the library is loaded
+ * (a later call, e.g. from a host of another major, never changes an earlier answer). */
 typedef const mixlab_library* (*mixlab_plugin_entry_fn)(uint32_t host_abi_major,
                                                         uint32_t host_abi_minor,
                                                         const mixlab_host_api* host);

@@ -29,11 +29,13 @@
 #include <ATen/DLConvertor.h>  // first: its dlpack.h guard wins over <dlpack/dlpack.h>
 #include <torch/torch.h>
 
+#include <mixlab/edit_distance.hpp>
 #include <mixlab/plugin.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -71,22 +73,6 @@ inline Error config_error(const std::string& key, const std::string& message) {
 }
 
 // ---------------------------------------------------------------- config
-
-// Levenshtein distance, for "did you mean" on unknown keys.
-inline size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 
 // The layer's plugin table. Every key read is remembered; finish() rejects the
 // rest, so a typo is an error and not a silently ignored setting.
@@ -354,19 +340,21 @@ struct Check {
 
 namespace detail {
 
-inline const mixlab_host_api*& host() {
-  static const mixlab_host_api* api = nullptr;
+// The host that loaded us (atomic: the entry point may be called from several threads).
+inline std::atomic<const mixlab_host_api*>& host() {
+  static std::atomic<const mixlab_host_api*> api{nullptr};
   return api;
 }
 
 // The ABI minor of the host that loaded us: side kinds it does not know are hidden from it.
-inline uint32_t& host_minor() {
-  static uint32_t minor = 0;
+inline std::atomic<uint32_t>& host_minor() {
+  static std::atomic<uint32_t> minor{0};
   return minor;
 }
 
 inline mixlab_status* status(mixlab_code code, const std::string& message) {
-  return host() ? host()->status_new(code, message.c_str()) : nullptr;
+  const mixlab_host_api* api = host();
+  return api ? api->status_new(code, message.c_str()) : nullptr;
 }
 
 // Runs `fn`, turning every exception into a status.
@@ -747,31 +735,43 @@ inline mixlab_status* run_check(int32_t index, uint64_t seed, mixlab_check_resul
   });
 }
 
-inline const mixlab_library* library(const std::vector<const mixlab_impl*>& impls, const std::vector<Check>& checks_,
-                                     uint32_t host_major, uint32_t host_minor_, const mixlab_host_api* api) {
-  static const std::vector<const mixlab_impl*> impl_list = impls;
-  static const std::vector<Check> check_list = checks_;
-  static const std::vector<const char*> names = [] {
-    std::vector<const char*> n;
-    for (const auto& c : check_list) n.push_back(c.name);
-    return n;
-  }();
-  static mixlab_library lib{};
-  lib.struct_size = sizeof(mixlab_library);
-  lib.abi_major = MIXLAB_ABI_MAJOR;
-  lib.abi_minor = MIXLAB_ABI_MINOR;
-  lib.build_tag = MIXLAB_BUILD_TAG;
+// What mixlab_plugin_entry answers. Built once (a function-local static, so
+// thread-safe), never changed afterwards: every answer is one of two immutable
+// descriptors, so a second call (from another thread, or from a host of
+// another ABI major) cannot alter the descriptor an earlier caller holds.
+class Library {
+ public:
+  Library(std::vector<const mixlab_impl*> impls, std::vector<Check> check_list)
+      : impls_(std::move(impls)), checks_(std::move(check_list)) {
+    for (const auto& c : checks_) names_.push_back(c.name);
+    checks() = &checks_;  // once, before any answer is given
+    full_.struct_size = versions_only_.struct_size = sizeof(mixlab_library);
+    full_.abi_major = versions_only_.abi_major = MIXLAB_ABI_MAJOR;
+    full_.abi_minor = versions_only_.abi_minor = MIXLAB_ABI_MINOR;
+    full_.build_tag = versions_only_.build_tag = MIXLAB_BUILD_TAG;
+    full_.n_impls = static_cast<int32_t>(impls_.size());
+    full_.impls = impls_.data();
+    full_.n_checks = static_cast<int32_t>(checks_.size());
+    full_.check_names = names_.data();
+    full_.run_check = &run_check;
+  }
+  Library(const Library&) = delete;
+  Library& operator=(const Library&) = delete;
+
   // A host of another major gets the version fields only (it refuses us by name).
-  bool compatible = host_major == MIXLAB_ABI_MAJOR && api && api->struct_size >= MIXLAB_STRUCT_SIZE(mixlab_host_api, log);
-  if (compatible) host() = api, host_minor() = host_minor_;
-  lib.n_impls = compatible ? static_cast<int32_t>(impl_list.size()) : 0;
-  lib.impls = impl_list.data();
-  checks() = &check_list;
-  lib.n_checks = compatible ? static_cast<int32_t>(check_list.size()) : 0;
-  lib.check_names = names.data();
-  lib.run_check = &run_check;
-  return &lib;
-}
+  const mixlab_library* answer(uint32_t host_major, uint32_t host_minor_, const mixlab_host_api* api) const {
+    bool compatible = host_major == MIXLAB_ABI_MAJOR && api && api->struct_size >= MIXLAB_STRUCT_SIZE(mixlab_host_api, log);
+    if (!compatible) return &versions_only_;
+    host().store(api), host_minor().store(host_minor_);
+    return &full_;
+  }
+
+ private:
+  std::vector<const mixlab_impl*> impls_;
+  std::vector<Check> checks_;
+  std::vector<const char*> names_;
+  mixlab_library full_{}, versions_only_{};
+};
 
 }  // namespace detail
 }  // namespace mixlab
@@ -783,7 +783,8 @@ inline const mixlab_library* library(const std::vector<const mixlab_impl*>& impl
   extern "C" MIXLAB_EXPORT const mixlab_library* mixlab_plugin_entry(                              \
       uint32_t host_major, uint32_t host_minor, const mixlab_host_api* host) {                      \
     try {                                                                                           \
-      return mixlab::detail::library({__VA_ARGS__}, checks_expr, host_major, host_minor, host);    \
+      static const mixlab::detail::Library library({__VA_ARGS__}, checks_expr);                    \
+      return library.answer(host_major, host_minor, host);                                          \
     } catch (...) {                                                                                 \
       return nullptr;                                                                               \
     }                                                                                               \

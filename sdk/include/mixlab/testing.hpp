@@ -7,15 +7,31 @@
 
 #include <mixlab/plugin.hpp>
 
+#include <cmath>
+#include <limits>
 #include <sstream>
 
 namespace mixlab::testing {
+
+// Every metric below is NaN-aware: a NaN or infinity in either tensor makes the
+// error +infinity, so that `error <= tolerance` fails and std::max keeps it
+// (a plain max(|a - b|) would be NaN, and NaN compares false both ways).
+
+// Whether every value of `t` is finite.
+inline bool all_finite(const torch::Tensor& t) {
+  return t.numel() == 0 || torch::isfinite(t.detach()).all().item<bool>();
+}
+
+// `error` with NaN made +infinity, for errors computed by hand (std::max(0.0, NaN) is 0.0).
+inline double nan_as_inf(double error) {
+  return std::isnan(error) ? std::numeric_limits<double>::infinity() : error;
+}
 
 // Largest |a - b| divided by max(1, max|b|): absolute for small values, relative for large.
 inline double scaled_max_error(const torch::Tensor& a, const torch::Tensor& b) {
   auto a64 = a.detach().to(torch::kCPU, torch::kFloat64);
   auto b64 = b.detach().to(torch::kCPU, torch::kFloat64);
-  if (a64.sizes() != b64.sizes()) return std::numeric_limits<double>::infinity();
+  if (a64.sizes() != b64.sizes() || !all_finite(a64) || !all_finite(b64)) return std::numeric_limits<double>::infinity();
   if (a64.numel() == 0) return 0.0;
   double scale = std::max(1.0, b64.abs().max().item<double>());
   return (a64 - b64).abs().max().item<double>() / scale;
@@ -25,7 +41,16 @@ inline double scaled_max_error(const torch::Tensor& a, const torch::Tensor& b) {
 inline double relative_rms(const torch::Tensor& a, const torch::Tensor& b) {
   auto a64 = a.detach().to(torch::kCPU, torch::kFloat64);
   auto b64 = b.detach().to(torch::kCPU, torch::kFloat64);
+  if (a64.sizes() != b64.sizes() || !all_finite(a64) || !all_finite(b64)) return std::numeric_limits<double>::infinity();
   return (a64 - b64).pow(2).mean().sqrt().item<double>() / (b64.pow(2).mean().sqrt().item<double>() + 1e-12);
+}
+
+// "WHAT: scaled max error E (tolerance T)", or that non-finite values were compared.
+inline std::string describe_error(const std::string& what, const std::string& metric, double error, double tolerance) {
+  std::ostringstream msg;
+  if (std::isfinite(error)) msg << what << ": " << metric << " " << error << " (tolerance " << tolerance << ")";
+  else msg << what << ": NaN or infinity in the compared values or their shapes differ (tolerance " << tolerance << ")";
+  return msg.str();
 }
 
 // Parameters for `module` from its specs, deterministic from `seed`. NORMAL
@@ -61,11 +86,9 @@ inline CreateArgs args(int64_t d_model, int64_t max_seq_len, const std::string& 
   return CreateArgs{d_model, max_seq_len, Config(config_json)};
 }
 
-// Pass when error <= tolerance; the message names what was compared.
+// Pass when error <= tolerance (never for NaN or infinity); the message names what was compared.
 inline CheckResult expect_close(const std::string& what, double error, double tolerance) {
-  std::ostringstream msg;
-  msg << what << ": scaled max error " << error << " (tolerance " << tolerance << ")";
-  return CheckResult{error <= tolerance, error, tolerance, msg.str()};
+  return CheckResult{error <= tolerance, error, tolerance, describe_error(what, "scaled max error", error, tolerance)};
 }
 
 // Combine several results: passes when all pass; reports the worst ratio error/tolerance.
@@ -74,7 +97,7 @@ inline CheckResult all_of(const std::vector<CheckResult>& results) {
   double worst = -1;
   for (const auto& r : results) {
     out.passed = out.passed && r.passed;
-    double ratio = r.tolerance > 0 ? r.error / r.tolerance : (r.error > 0 ? 1e300 : 0);
+    double ratio = nan_as_inf(r.tolerance > 0 ? r.error / r.tolerance : (r.error > 0 ? 1e300 : 0));
     if (ratio > worst) worst = ratio, out.error = r.error, out.tolerance = r.tolerance;
     if (!r.passed || results.size() == 1) out.message += (out.message.empty() ? "" : "; ") + r.message;
   }
