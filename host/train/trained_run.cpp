@@ -27,7 +27,8 @@ TrainedRun load_trained_run(const std::filesystem::path& run_dir) {
   if (!std::filesystem::exists(run_dir / "experiment.toml"))
     throw std::runtime_error(run_dir.string() + ": not a run folder (no experiment.toml)");
   run.config = load_experiment(run_dir / "experiment.toml", read_run_overrides(run_dir));
-  auto ckpt = latest_checkpoint(run_dir);
+  // Damaged newer checkpoints are skipped with a warning naming the file, as --resume does.
+  auto ckpt = newest_intact_checkpoint(run_dir);
   if (!ckpt) throw std::runtime_error(run_dir.string() + ": no complete checkpoint");
   run.checkpoint = *ckpt;
   run.registry = experiment_registry(run.config);

@@ -1,6 +1,7 @@
 // A finished (or checkpointed) run loaded back: its experiment as run, the
 // plugins, the tokenizer (from the data cache) and the model with the weights
-// of the newest complete checkpoint. Used by generate, forward and analyze.
+// of the newest intact checkpoint (checksums verified; damaged newer ones are
+// skipped with a warning). Used by generate, forward and analyze.
 #pragma once
 
 #include "data/dataset.hpp"

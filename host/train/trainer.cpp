@@ -15,7 +15,9 @@
 #include "train/metrics_log.hpp"
 #include "train/trained_run.hpp"
 #include "train/plot.hpp"
+#include "train/trained_run.hpp"
 #include "util/atomic_file.hpp"
+#include "util/fault_point.hpp"
 #include "util/log.hpp"
 #include "util/matmul_rate.hpp"
 #include "util/sha256.hpp"
@@ -122,6 +124,20 @@ nlohmann::json routing_summary(const std::map<std::string, torch::Tensor>& stats
   return out;
 }
 
+// The state of the newest intact checkpoint, loaded into the model, optimizer and data position.
+TrainerState resume_state(const std::filesystem::path& run_dir, Model& model, torch::optim::AdamW& optimizer,
+                          data::Dataset& dataset) {
+  auto ckpt = newest_intact_checkpoint(run_dir);
+  if (!ckpt) {
+    log::warn(run_dir.string() + ": no checkpoint yet; training again from step 0");
+    return {};
+  }
+  TrainerState state = load_checkpoint(*ckpt, model, &optimizer);
+  dataset.set_position(state.data_position);
+  log::info("resumed from " + ckpt->string() + " at step " + std::to_string(state.step));
+  return state;
+}
+
 }  // namespace
 
 int set_threads(const ExperimentConfig& config) {
@@ -201,13 +217,8 @@ int run_experiment(const RunOptions& options) {
   torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(config.optimizer.lr));
 
   TrainerState state;
-  if (options.resume) {
-    auto ckpt = latest_checkpoint(run_dir);
-    if (!ckpt) throw std::runtime_error(run_dir.string() + ": no complete checkpoint to resume from");
-    state = load_checkpoint(*ckpt, model, &optimizer);
-    dataset->set_position(state.data_position);
-    log::info("resumed from " + ckpt->string() + " at step " + std::to_string(state.step));
-  }
+  if (options.resume) state = resume_state(run_dir, model, optimizer, *dataset);
+  const bool finished_before = state.step >= config.training.steps;  // killed after its final checkpoint
   MetricsLog metrics(run_dir / "metrics.jsonl", options.resume ? state.step : -1);
 
   double gflops = measure_matmul_gflops(1024, torch::kFloat32, device);
@@ -250,10 +261,11 @@ int run_experiment(const RunOptions& options) {
   const int64_t tokens_per_step = c.batch_size * c.grad_accum_steps * config.data.seq_len;
   auto train_start = std::chrono::steady_clock::now();
   int64_t start_step = state.step;
-  double window_loss = 0, last_loss = std::nan(""), last_grad_norm = 0;
-  int64_t window_steps = 0;
-  std::map<std::string, torch::Tensor> last_stats;
-  std::optional<Evaluation> last_eval;
+  // What logged lines and the manifest carry across steps lives in the checkpointed state (bit-identical resume).
+  double &window_loss = state.window_loss, &last_loss = state.last_loss, &last_grad_norm = state.last_grad_norm;
+  int64_t& window_steps = state.window_steps;
+  auto& last_stats = state.last_stats;
+  auto& last_eval = state.last_eval;
   std::string failure;
   int exit_code = 0;
 
@@ -313,6 +325,7 @@ int run_experiment(const RunOptions& options) {
     std::vector<torch::Tensor> all;
     for (const auto& p : model.parameters()) all.push_back(p.tensor);
     double grad_norm = torch::nn::utils::clip_grad_norm_(all, c.max_norm > 0 ? c.max_norm : 1e30);
+    fault_point(kFaultMidStep, state.step + 1);
     optimizer.step();
     ++state.step;
     state.tokens += tokens_per_step;
@@ -351,10 +364,10 @@ int run_experiment(const RunOptions& options) {
   std::signal(SIGINT, previous_handler);
   if (tty) std::cout << "\r\33[2K" << std::flush;
 
-  if (exit_code != 3) {
-    validate();
-    save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
-  }
+  // An interrupted run only checkpoints: a validation there would add a line and a best_val_loss
+  // the uninterrupted run does not have. A run resumed after its final checkpoint has done both.
+  if (exit_code == 0 && !finished_before) validate();
+  if (exit_code != 3 && !finished_before) save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
   } catch (const std::exception& e) {
     // A failed checkpoint (full disk), data or plugin error: record it, keep what is complete.
     std::signal(SIGINT, previous_handler);
@@ -395,7 +408,7 @@ int run_experiment(const RunOptions& options) {
   std::string plot_problem = plot_loss_curve(run_dir, config.job.name);
   if (plot_problem.empty()) manifest["artifacts"]["loss_curve"] = "loss.png";
   else log::warn("no loss curve: " + plot_problem);
-  write_manifest();
+  write_file_atomic(run_dir / "manifest.json", manifest.dump(2), [&] { fault_point(kFaultFinalManifest, state.step); });
   if (exit_code != 0) {
     log::error(failure);
     return exit_code;

@@ -9,7 +9,8 @@
 
 namespace mixlab {
 
-void write_file_atomic(const std::filesystem::path& path, const std::string& contents) {
+void write_file_atomic(const std::filesystem::path& path, const std::string& contents,
+                       const std::function<void()>& before_rename) {
   auto tmp = path;
   tmp += ".tmp." + std::to_string(getpid());
   auto fail = [&](const char* what) {
@@ -34,6 +35,7 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& con
     fail("flush to disk");
   }
   if (::close(fd) != 0) fail("close");
+  if (before_rename) before_rename();
   if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename the temporary file into place");
 }
 

@@ -4,10 +4,13 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace mixlab {
 
-void write_file_atomic(const std::filesystem::path& path, const std::string& contents);
+// `before_rename` runs once the temporary file is complete (the crash tests kill the process there).
+void write_file_atomic(const std::filesystem::path& path, const std::string& contents,
+                       const std::function<void()>& before_rename = {});
 
 }  // namespace mixlab

@@ -1,5 +1,7 @@
 #include "util/matmul_rate.hpp"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
 #include <chrono>
 #include <vector>
@@ -8,8 +10,10 @@ namespace mixlab {
 
 double measure_matmul_gflops(int64_t n, torch::ScalarType dtype, torch::Device device, int repeats) {
   torch::NoGradGuard no_grad;
-  auto opts = torch::TensorOptions().dtype(dtype).device(device);
-  auto a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
+  // An own generator: drawing from the global one would shift every dropout mask after a resume.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  auto random = [&] { return torch::randn({n, n}, gen, torch::kFloat32).to(device, dtype); };
+  auto a = random(), b = random();
   auto sync = [&] {
     if (device.is_cuda()) torch::cuda::synchronize();
   };
