@@ -1,8 +1,5 @@
 #include "launch/run_supervisor.hpp"
 
-#include <algorithm>
-#include <iostream>
-
 #include "experiment/loader.hpp"
 #include "launch/failure_manifest.hpp"
 #include "launch/run_lock.hpp"
@@ -12,6 +9,9 @@
 #include "train/run_folder.hpp"
 #include "util/interrupt_signals.hpp"
 #include "util/log.hpp"
+
+#include <algorithm>
+#include <iostream>
 
 namespace mixlab {
 namespace {
@@ -50,30 +50,28 @@ class Conclusion {
   int operator()(const GroupOutcome& outcome) {
     bool started =
         std::any_of(outcome.workers.begin(), outcome.workers.end(), [](const WorkerEnd& w) { return w.last; });
+    bool discard = !started && created_;  // a new run whose training never started leaves no folder
     if (outcome.failed) {
       const WorkerEnd& w = outcome.workers[*outcome.failed];
       int code = outcome.timed_out ? kExitStepTimeout : w.signal ? kExitWorkerKilled : w.exit_code;
       // Timeouts and signals are the supervisor's to report; a worker that exited has said why.
-      if (outcome.timed_out || w.signal) log::error(outcome.failure);
-      if (!started) {
-        discard_unstarted();
-        return code;
-      }
+      bool ours = outcome.timed_out || w.signal;
+      if (ours) log::error(outcome.failure);
       std::optional<int64_t> step = w.last ? std::optional<int64_t>(w.last->step) : std::nullopt;
-      if (outcome.timed_out || w.signal)
+      if (discard)
+        discard_unstarted();
+      else if (ours || manifest_status() == "running")
         record({"failed", outcome.failure, outcome.timed_out ? 0 : w.signal, step});
-      else if (manifest_status() == "running")
-        record({"failed", outcome.failure, 0, step});
       return code;
     }
     if (!outcome.forwarded) return 0;
     // Interrupted: workers that had not installed their handlers yet (set-up) died by the signal.
-    if (!started) {
-      log::error("interrupted (" + signal_name(outcome.forwarded) + ") during start-up");
+    std::string interrupted = "interrupted (" + signal_name(outcome.forwarded) + ")";
+    if (!started) log::error(interrupted + " during start-up");
+    if (discard)
       discard_unstarted();
-    } else if (manifest_status() == "running") {
-      record({"interrupted", "interrupted (" + signal_name(outcome.forwarded) + ")", 0, std::nullopt});
-    }
+    else if (manifest_status() == "running")
+      record({"interrupted", interrupted + (started ? "" : " during start-up"), 0, std::nullopt});
     for (const auto& w : outcome.workers)
       if (w.exit_code != 0) return 130;
     return 0;

@@ -8,9 +8,9 @@
 // docs/fault-model.md says what is guaranteed when.
 #pragma once
 
-#include <cstdint>
-
 #include "train/trainer.hpp"
+
+#include <cstdint>
 
 namespace mixlab {
 

@@ -6,13 +6,13 @@
 // after a grace period. A worker whose supervisor dies gets SIGTERM.
 #pragma once
 
+#include "util/heartbeat.hpp"
+#include "util/interrupt_signals.hpp"
+
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include "util/heartbeat.hpp"
-#include "util/interrupt_signals.hpp"
 
 namespace mixlab {
 

@@ -1,13 +1,13 @@
 #include "train/run_folder.hpp"
 
-#include <fstream>
-#include <sstream>
-#include <stdexcept>
-
 #include "experiment/config.hpp"
 #include "util/atomic_file.hpp"
 #include "util/staged_dir.hpp"
 #include "util/system_info.hpp"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
 
 namespace mixlab {
 

@@ -4,9 +4,10 @@
 // (overrides.json); `--resume RUN_DIR` runs those two again.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <functional>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

@@ -1,10 +1,10 @@
 #include "util/heartbeat.hpp"
 
-#include <fcntl.h>
-#include <sys/socket.h>
-
 #include <cstdlib>
 #include <sstream>
+
+#include <fcntl.h>
+#include <sys/socket.h>
 
 namespace mixlab::heartbeat {
 namespace {

@@ -9,7 +9,7 @@
 // With step = -1 the fault happens when the worker creates the model (set-up;
 // only in a supervised worker, recognised by its heartbeat variable, not in
 // the supervisor's own plugin check).
-#include <unistd.h>
+#include "prefix_mean.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -18,7 +18,7 @@
 #include <string>
 #include <thread>
 
-#include "prefix_mean.hpp"
+#include <unistd.h>
 
 class FaultAtStep : public mixlab::test::PrefixMean {
  public:

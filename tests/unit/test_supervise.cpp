@@ -4,13 +4,13 @@
 // failed, a locked run folder refuses a second run, and the reusable
 // supervise_workers API stops a group when one worker fails. Several
 // processes per test, so an entry of its own in ctest (`supervise`).
-#include <doctest/doctest.h>
-
-#include <csignal>
-
 #include "host_test_helpers.hpp"
 #include "launch/torchrun_env.hpp"
 #include "launch/worker_group.hpp"
+
+#include <doctest/doctest.h>
+
+#include <csignal>
 
 using mixlab::test::cache_args;
 using mixlab::test::host;
@@ -88,9 +88,11 @@ TEST_SUITE("supervise") {
       int64_t step;
       const char* signal;
     };
+    std::filesystem::path segfaulted;
     for (auto c : {Case{"segfault", 12, "SIGSEGV"}, Case{"abort", 7, "SIGABRT"}, Case{"kill", 3, "SIGKILL"}}) {
       CAPTURE(c.fault);
       auto dir = scratch(std::string("crash-") + c.fault);
+      if (segfaulted.empty()) segfaulted = dir;
       auto r = host(faulty_run(dir, c.fault, c.step));
       INFO(r.output);
       CHECK(r.exit_code == 4);
@@ -104,11 +106,12 @@ TEST_SUITE("supervise") {
       CHECK(contains(r.output, c.signal));
     }
     // The crash left the run resumable from its last checkpoint (step 10; the fault would come 12 steps later).
-    auto dir = scratch("crash-segfault");
-    auto resumed = host("run --resume " + dir.string());
+    auto resumed = host("run --resume " + segfaulted.string());
     INFO(resumed.output);
     CHECK(resumed.exit_code == 0);
-    CHECK(read_json(dir / "manifest.json")["status"] == "completed");
+    auto m = read_json(segfaulted / "manifest.json");
+    CHECK(m["status"] == "completed");
+    CHECK(m["results"]["steps"] == 20);
   }
 
   TEST_CASE("supervise: a hung step fails after training.step_timeout_s, and the locked folder refuses a second run") {
@@ -119,7 +122,7 @@ TEST_SUITE("supervise") {
         ".log 2>&1 & first=$!; n=0; "
         "while [ ! -d " +
         dir.string() + " ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done; " +
-        host_command("run --resume " + dir.string()) + "; echo \"second: $?\"; wait $first; echo \"first: $?\"";
+        host_command("run --resume " + dir.string()) + " 2>&1; echo \"second: $?\"; wait $first; echo \"first: $?\"";
     auto r = mixlab::test::run_command(script);
     std::ifstream log(dir.string() + ".log");
     std::string first_output((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
@@ -149,8 +152,8 @@ TEST_SUITE("supervise") {
     CHECK_FALSE(outcome.timed_out);
 
     // A worker that exits with an error is a failure too; SIGKILL follows SIGTERM after the grace period.
-    auto stubborn = mixlab::supervise_workers(shell_workers({"trap '' TERM; sleep 60 & wait; sleep 60", "exit 7"}),
-                                              {0, 0.3}, signals);
+    auto stubborn = mixlab::supervise_workers(
+        shell_workers({"trap '' TERM; sleep 60 & wait; sleep 60", "sleep 0.3; exit 7"}), {0, 0.3}, signals);
     REQUIRE(stubborn.failed);
     CHECK(stubborn.failure == "rank 1: worker exited with code 7 during set-up");
     CHECK(stubborn.workers[0].signal == SIGKILL);
