@@ -6,6 +6,7 @@
 #include "experiment/loader.hpp"
 #include "experiment/memory_estimate.hpp"
 #include "experiment/schema.hpp"
+#include "launch/run_supervisor.hpp"
 #include "model/model.hpp"
 #include "runtime/registry.hpp"
 #include "train/ab_compare.hpp"
@@ -45,17 +46,23 @@ int validate(const ExperimentArgs& a) {
 void add_experiment_commands(CLI::App& app, Action& action) {
   static ExperimentArgs run_args, validate_args, explain_args;
   static std::string resume, output_dir;
+  static int64_t nproc = 1;
+  static bool worker = false;
   auto* run = app.add_subcommand("run", "train and evaluate an experiment; writes a run folder under runs/");
   add_experiment_args(run, run_args, false);
   run->add_option("--resume", resume, "continue the run in RUN_DIR from its newest complete checkpoint");
   run->add_option("--output-dir", output_dir, "run folder (default runs/<name>-<utc>-<id>)");
+  run->add_option("--nproc", nproc, "training processes on this machine, started with torchrun's environment")
+      ->check(CLI::PositiveNumber);
+  // The supervisor starts the training itself as `host run --worker` (docs/fault-model.md).
+  run->add_flag("--worker", worker)->group("");
   run->callback([&] {
     action = [&] {
       if (run_args.file.empty() && resume.empty()) throw std::runtime_error("host run: give an experiment file or --resume RUN_DIR");
       RunOptions o{run_args.file, run_args.sets, std::nullopt, std::nullopt};
       if (!resume.empty()) o.resume = resume;
       if (!output_dir.empty()) o.run_dir = output_dir;
-      return run_experiment(o);
+      return worker ? run_experiment(o) : supervise_run(o, nproc);
     };
   });
 

@@ -99,6 +99,7 @@ struct ExperimentConfig {
     std::string dtype = "float32";
     std::string device = "cpu";
     int64_t threads = 0;  // 0: all cores
+    double step_timeout_s = 0;  // 0: no limit (the host run supervisor enforces it)
   } training;
   struct Validation {
     int64_t every = 100;

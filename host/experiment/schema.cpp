@@ -219,6 +219,9 @@ std::vector<Field> make_fields() {
       string_field("training.device", MIXLAB_REF(std::string, training.device), {"cpu", "cuda", "auto"},
                    "auto: cuda when available"),
       int_field("training.threads", MIXLAB_REF(int64_t, training.threads), 0, limits::kThreads, "ATen intra-op threads (0: all cores)"),
+      float_field("training.step_timeout_s", MIXLAB_REF(double, training.step_timeout_s), 0, 7 * 24 * 3600.0, false,
+                  "fail the run when a step, validation or checkpoint takes longer (0: no limit); counted from "
+                  "the first step, not during set-up"),
       int_field("validation.every", MIXLAB_REF(int64_t, validation.every), 0, limits::kSteps, "validate every N steps (0: only at the end)"),
       int_field("validation.batches", MIXLAB_REF(int64_t, validation.batches), 1, limits::kBatches, "validation batches"),
       int_field("checkpoint.every", MIXLAB_REF(int64_t, checkpoint.every), 0, limits::kSteps, "checkpoint every N steps (0: only at the end)"),

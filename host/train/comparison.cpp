@@ -2,6 +2,7 @@
 
 #include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
+#include "train/run_folder.hpp"
 #include "train/trainer.hpp"
 #include "util/atomic_file.hpp"
 #include "util/system_info.hpp"
@@ -28,13 +29,6 @@ const std::vector<std::pair<std::string, std::string>> kMetrics = {
 
 // value() returns the type of its default: a double NaN keeps the manifest's doubles whole.
 constexpr double kMissing = std::numeric_limits<double>::quiet_NaN();
-
-nlohmann::json read_manifest(const std::filesystem::path& run_dir) {
-  std::ifstream in(run_dir / "manifest.json");
-  if (!in) return nullptr;
-  auto j = nlohmann::json::parse(in, nullptr, false);
-  return j.is_discarded() ? nlohmann::json(nullptr) : j;
-}
 
 nlohmann::json run_numbers(const nlohmann::json& m) {
   nlohmann::json r{{"status", m.value("status", "missing")}};
@@ -171,11 +165,11 @@ nlohmann::json run_comparison(const CompareOptions& options) {
       auto manifest = read_manifest(run_dir);
       if (manifest.is_null() || manifest.value("status", "") != "completed") {
         std::filesystem::remove_all(run_dir);
-        std::filesystem::create_directories(run_dir.parent_path());
         auto overrides = options.overrides;
         overrides.push_back("job.seed=" + seed.dump());
         std::cout << "== " << names[x] << ", seed " << seed << " -> " << run_dir.string() << std::endl;
         try {
+          create_run_folder(run_dir, {options.experiments[x], overrides});
           run_experiment({options.experiments[x], overrides, std::nullopt, run_dir});
         } catch (const std::exception& err) {
           std::cerr << names[x] << " seed " << seed << ": " << err.what() << "\n";

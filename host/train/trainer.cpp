@@ -15,9 +15,12 @@
 #include "train/metrics_log.hpp"
 #include "train/trained_run.hpp"
 #include "train/plot.hpp"
+#include "train/run_folder.hpp"
 #include "train/trained_run.hpp"
 #include "util/atomic_file.hpp"
 #include "util/fault_point.hpp"
+#include "util/heartbeat.hpp"
+#include "util/interrupt_signals.hpp"
 #include "util/log.hpp"
 #include "util/matmul_rate.hpp"
 #include "util/sha256.hpp"
@@ -25,11 +28,8 @@
 
 #include <ATen/autocast_mode.h>
 
-#include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -39,7 +39,6 @@
 namespace mixlab {
 namespace {
 
-std::atomic<bool> g_interrupted{false};
 std::filesystem::path g_last_run_dir;
 
 torch::Device pick_device(const std::string& name) {
@@ -155,10 +154,11 @@ int run_experiment(const RunOptions& options) {
   std::filesystem::path run_dir;
   if (options.resume) {
     run_dir = *options.resume;
-    if (!std::filesystem::exists(run_dir / "experiment.toml"))
-      throw std::runtime_error(run_dir.string() + ": not a run folder (no experiment.toml)");
-    experiment_file = run_dir / "experiment.toml";
-    overrides = read_run_overrides(run_dir);
+    auto inputs = resume_inputs(run_dir);
+    experiment_file = inputs.experiment, overrides = inputs.overrides;
+  } else {
+    if (!options.run_dir) throw std::logic_error("run_experiment: a new run needs its folder (create_run_folder)");
+    run_dir = *options.run_dir;
   }
   ExperimentConfig config = load_experiment(experiment_file, overrides);
 
@@ -172,20 +172,6 @@ int run_experiment(const RunOptions& options) {
   auto dataset = open_dataset(config);
   data::require_window("train", dataset->train_tokens(), config.data.seq_len);
 
-  if (!options.resume) {
-    run_dir = options.run_dir ? *options.run_dir
-              : !config.job.output_dir.empty()
-                  ? std::filesystem::path(config.job.output_dir)
-                  : std::filesystem::path("runs") / (config.job.name + "-" + utc_now("%Y%m%dT%H%M%SZ") + "-" + short_id());
-    if (std::filesystem::exists(run_dir / "manifest.json"))
-      throw std::runtime_error(run_dir.string() + " already holds a run; use --resume or another output folder");
-    std::filesystem::create_directories(run_dir);
-    std::ifstream src(options.experiment);
-    std::stringstream text;
-    text << src.rdbuf();
-    write_file_atomic(run_dir / "experiment.toml", text.str());
-    write_file_atomic(run_dir / "overrides.json", nlohmann::json(overrides).dump());
-  }
   g_last_run_dir = run_dir;
   log::add_file_sink((run_dir / "train.log").string());
   nlohmann::json resolved = config.to_json();
@@ -254,8 +240,7 @@ int run_experiment(const RunOptions& options) {
   auto write_manifest = [&] { write_file_atomic(run_dir / "manifest.json", manifest.dump(2)); };
   write_manifest();
 
-  g_interrupted = false;
-  auto previous_handler = std::signal(SIGINT, [](int) { g_interrupted = true; });
+  InterruptSignals interrupt;  // SIGINT, SIGTERM, SIGHUP: stop at the next step with a checkpoint
   const bool tty = isatty(STDOUT_FILENO);
   const auto& c = config.training;
   const int64_t tokens_per_step = c.batch_size * c.grad_accum_steps * config.data.seq_len;
@@ -270,6 +255,7 @@ int run_experiment(const RunOptions& options) {
   int exit_code = 0;
 
   auto validate = [&] {
+    heartbeat::send(heartbeat::Phase::validate, state.step);
     auto e = evaluate(model, *dataset, c.batch_size, config.data.seq_len, config.validation.batches);
     nlohmann::json line{{"step", state.step}, {"tokens", state.tokens},
                         {"time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count()},
@@ -290,11 +276,12 @@ int run_experiment(const RunOptions& options) {
 
   try {
   while (state.step < c.steps) {
-    if (g_interrupted) {
-      failure = "interrupted at step " + std::to_string(state.step);
+    if (interrupt.requested()) {
+      failure = "interrupted (" + interrupt.name() + ") at step " + std::to_string(state.step);
       exit_code = 130;
       break;
     }
+    heartbeat::send(heartbeat::Phase::train, state.step);
     double lr = learning_rate(state.step, config);
     for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     optimizer.zero_grad();
@@ -358,19 +345,23 @@ int run_experiment(const RunOptions& options) {
       std::fflush(stdout);
     }
     if (config.validation.every > 0 && done % config.validation.every == 0 && done != c.steps) validate();
-    if (config.checkpoint.every > 0 && done % config.checkpoint.every == 0 && done != c.steps)
+    if (config.checkpoint.every > 0 && done % config.checkpoint.every == 0 && done != c.steps) {
+      heartbeat::send(heartbeat::Phase::checkpoint, state.step);
       save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
+    }
   }
-  std::signal(SIGINT, previous_handler);
   if (tty) std::cout << "\r\33[2K" << std::flush;
 
   // An interrupted run only checkpoints: a validation there would add a line and a best_val_loss
   // the uninterrupted run does not have. A run resumed after its final checkpoint has done both.
   if (exit_code == 0 && !finished_before) validate();
-  if (exit_code != 3 && !finished_before) save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
+  if (exit_code != 3 && !finished_before) {
+    heartbeat::send(heartbeat::Phase::checkpoint, state.step);
+    save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
+  }
+  heartbeat::send(heartbeat::Phase::finish, state.step);
   } catch (const std::exception& e) {
     // A failed checkpoint (full disk), data or plugin error: record it, keep what is complete.
-    std::signal(SIGINT, previous_handler);
     manifest["status"] = "failed";
     manifest["error"] = e.what();
     manifest["finished_at"] = utc_now();

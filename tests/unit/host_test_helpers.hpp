@@ -14,8 +14,13 @@
 
 namespace mixlab::test {
 
+// The shell command running `host ARGS` with the test plugins (for scripts that run it in the background).
+inline std::string host_command(const std::string& args) {
+  return std::string(MIXLAB_HOST_EXE) + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR;
+}
+
 inline CommandResult host(const std::string& args, int timeout_s = 0) {
-  return run_command(std::string(MIXLAB_HOST_EXE) + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR, timeout_s);
+  return run_command(host_command(args), timeout_s);
 }
 
 inline std::string tiny_experiment() { return std::string(MIXLAB_SOURCE_DIR) + "/tests/experiments/tiny.toml"; }
