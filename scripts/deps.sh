@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libboost-dev libssl-dev libdlpack-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
   doctest-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
   bible-kjv bible-kjv-text gnuplot-nox
+  libgloo-dev  # Gloo's headers for c10d's ProcessGroupGloo.hpp (declarations only; docs/dependencies.md)
 )
 PIP_PACKAGES=("torch==${TORCH_VERSION}" "safetensors" "numpy")
 

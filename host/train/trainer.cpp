@@ -8,6 +8,7 @@
 #include "model/model.hpp"
 #include "runtime/registry.hpp"
 #include "train/checkpoint.hpp"
+#include "train/data_parallel.hpp"
 #include "train/evaluate.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/metrics_log.hpp"
@@ -37,10 +38,14 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 std::filesystem::path g_last_run_dir;
 
-torch::Device pick_device(const std::string& name) {
+// local_rank: the GPU of this process when torchrun starts one per GPU.
+torch::Device pick_device(const std::string& name, int local_rank) {
   if (name == "cuda" || (name == "auto" && torch::cuda::is_available())) {
     if (!torch::cuda::is_available()) throw std::runtime_error("training.device = \"cuda\" but no CUDA device is available");
-    return torch::Device(torch::kCUDA, 0);
+    if (local_rank >= static_cast<int>(torch::cuda::device_count()))
+      throw std::runtime_error("LOCAL_RANK " + std::to_string(local_rank) + " but this machine has only " +
+                               std::to_string(torch::cuda::device_count()) + " CUDA devices");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
   }
   return torch::kCPU;
 }
@@ -70,6 +75,12 @@ std::string human_time(double s) {
   else if (s >= 60) std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
   else std::snprintf(buf, sizeof buf, "%.0fs", s);
   return buf;
+}
+
+std::vector<torch::Tensor> model_tensors(const Model& model) {
+  std::vector<torch::Tensor> all;
+  for (const auto& p : model.parameters()) all.push_back(p.tensor);
+  return all;
 }
 
 nlohmann::json tensor_json(const torch::Tensor& t) {
@@ -122,8 +133,7 @@ nlohmann::json routing_summary(const std::map<std::string, torch::Tensor>& stats
 }  // namespace
 
 int set_threads(const ExperimentConfig& config) {
-  at::set_num_threads(config.training.threads > 0 ? static_cast<int>(config.training.threads)
-                                                  : static_cast<int>(std::thread::hardware_concurrency()));
+  at::set_num_threads(config.training.threads > 0 ? static_cast<int>(config.training.threads) : default_thread_count());
   return at::get_num_threads();
 }
 
@@ -141,6 +151,9 @@ int run_experiment(const RunOptions& options) {
     experiment_file = run_dir / "experiment.toml";
     std::ifstream in(run_dir / "overrides.json");
     overrides = in ? nlohmann::json::parse(in).get<std::vector<std::string>>() : std::vector<std::string>{};
+    // --set on resume adds to the run's overrides, e.g. training.grad_accum_steps to keep the
+    // global batch when the world size changes (docs/distributed.md).
+    overrides.insert(overrides.end(), options.overrides.begin(), options.overrides.end());
   }
   ExperimentConfig config = load_experiment(experiment_file, overrides);
 
@@ -149,15 +162,29 @@ int run_experiment(const RunOptions& options) {
   auto problems = check_plugins(config, registry);
   if (!problems.empty()) throw ExperimentError(problems);
   set_threads(config);
-  torch::Device device = pick_device(config.training.device);
-  auto dataset = open_dataset(config);
+  // Data parallel (docs/distributed.md): a world of one without a launch environment.
+  auto launch = LaunchEnv::from_environment();
+  if (launch) log::set_rank(launch->rank);
+  torch::Device device = pick_device(config.training.device, launch ? launch->local_rank : 0);
+  auto dp = DataParallel::connect(config, launch, device);
+  dp->require_same_experiment(config, registry);
+  std::unique_ptr<data::Dataset> dataset;
+  dp->rank0_first("open the data", [&] { dataset = open_dataset(config); });
   data::require_window("train", dataset->train_tokens(), config.data.seq_len);
 
   if (!options.resume) {
-    run_dir = options.run_dir ? *options.run_dir
+    run_dir = dp->env() ? distributed_run_dir(options.run_dir, config, *dp->env())
+              : options.run_dir ? *options.run_dir
               : !config.job.output_dir.empty()
                   ? std::filesystem::path(config.job.output_dir)
                   : std::filesystem::path("runs") / (config.job.name + "-" + utc_now("%Y%m%dT%H%M%SZ") + "-" + short_id());
+  }
+  dp->rank0_first("create the run folder", [&] {
+    if (!dp->writes()) return;
+    if (options.resume) {
+      if (!options.overrides.empty()) write_file_atomic(run_dir / "overrides.json", nlohmann::json(overrides).dump());
+      return;
+    }
     if (std::filesystem::exists(run_dir / "manifest.json"))
       throw std::runtime_error(run_dir.string() + " already holds a run; use --resume or another output folder");
     std::filesystem::create_directories(run_dir);
@@ -166,11 +193,13 @@ int run_experiment(const RunOptions& options) {
     text << src.rdbuf();
     write_file_atomic(run_dir / "experiment.toml", text.str());
     write_file_atomic(run_dir / "overrides.json", nlohmann::json(overrides).dump());
-  }
+  });
   g_last_run_dir = run_dir;
-  log::add_file_sink((run_dir / "train.log").string());
   nlohmann::json resolved = config.to_json();
-  write_file_atomic(run_dir / "config.json", resolved.dump(2));
+  if (dp->writes()) {
+    log::add_file_sink((run_dir / "train.log").string());
+    write_file_atomic(run_dir / "config.json", resolved.dump(2));
+  }
   log::info("run folder " + run_dir.string());
   log::info("data: " + dataset->describe());
   if (config.tokenizer.kind == "sentencepiece" && dataset->tokenizer().vocab_size() < config.tokenizer.vocab_size)
@@ -205,7 +234,9 @@ int run_experiment(const RunOptions& options) {
     dataset->set_position(state.data_position);
     log::info("resumed from " + ckpt->string() + " at step " + std::to_string(state.step));
   }
-  MetricsLog metrics(run_dir / "metrics.jsonl", options.resume ? state.step : -1);
+  dp->broadcast(model_tensors(model));
+  std::optional<MetricsLog> metrics;
+  if (dp->writes()) metrics.emplace(run_dir / "metrics.jsonl", options.resume ? state.step : -1);
 
   double gflops = measure_matmul_gflops(1024, torch::kFloat32, device);
   log::info("threads " + std::to_string(at::get_num_threads()) + ", matmul " + std::to_string(gflops) + " GFLOP/s, " +
@@ -237,14 +268,18 @@ int run_experiment(const RunOptions& options) {
       {"performance", {{"matmul_gflops_measured", gflops}}},
       {"artifacts", {{"metrics", "metrics.jsonl"}, {"log", "train.log"}, {"config", "config.json"}}},
   };
-  auto write_manifest = [&] { write_file_atomic(run_dir / "manifest.json", manifest.dump(2)); };
+  manifest["distributed"] = dp->manifest();
+  auto write_manifest = [&] {
+    if (dp->writes()) write_file_atomic(run_dir / "manifest.json", manifest.dump(2));
+  };
   write_manifest();
 
   g_interrupted = false;
   auto previous_handler = std::signal(SIGINT, [](int) { g_interrupted = true; });
+  auto previous_term_handler = std::signal(SIGTERM, [](int) { g_interrupted = true; });
   const bool tty = isatty(STDOUT_FILENO);
   const auto& c = config.training;
-  const int64_t tokens_per_step = c.batch_size * c.grad_accum_steps * config.data.seq_len;
+  const int64_t tokens_per_step = c.batch_size * c.grad_accum_steps * config.data.seq_len * dp->world_size();
   auto train_start = std::chrono::steady_clock::now();
   int64_t start_step = state.step;
   double window_loss = 0, last_loss = std::nan(""), last_grad_norm = 0;
@@ -255,13 +290,13 @@ int run_experiment(const RunOptions& options) {
   int exit_code = 0;
 
   auto validate = [&] {
-    auto e = evaluate(model, *dataset, c.batch_size, config.data.seq_len, config.validation.batches);
+    auto e = evaluate(model, *dataset, c.batch_size, config.data.seq_len, config.validation.batches, dp.get());
     nlohmann::json line{{"step", state.step}, {"tokens", state.tokens},
                         {"time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count()},
                         {"val/loss", e.loss}, {"val/ppl", e.ppl}};
     if (e.bpb > 0) line["val/bpb"] = e.bpb;
     if (dataset->is_probe_task()) line["val/accuracy"] = e.accuracy;
-    metrics.write(line);
+    if (metrics) metrics->write(line);
     if (e.loss < state.best_val_loss) state.best_val_loss = e.loss, state.best_step = state.step;
     std::ostringstream msg;
     msg << "step " << state.step << " validation: loss " << e.loss << ", ppl " << e.ppl;
@@ -275,7 +310,7 @@ int run_experiment(const RunOptions& options) {
 
   try {
   while (state.step < c.steps) {
-    if (g_interrupted) {
+    if (dp->any(g_interrupted)) {  // every rank stops at the same step
       failure = "interrupted at step " + std::to_string(state.step);
       exit_code = 130;
       break;
@@ -284,8 +319,9 @@ int run_experiment(const RunOptions& options) {
     for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     optimizer.zero_grad();
     double step_loss = 0;
+    const uint64_t step_start = dataset->position();
     for (int64_t micro = 0; micro < c.grad_accum_steps; ++micro) {
-      auto batch = dataset->next_train(c.batch_size, config.data.seq_len);
+      auto batch = dp->next_batch(*dataset, step_start, micro, c.batch_size, config.data.seq_len);
       auto inputs = batch.inputs.to(device), targets = batch.targets.to(device);
       ModelOutput out;
       torch::Tensor loss;
@@ -293,22 +329,24 @@ int run_experiment(const RunOptions& options) {
         AutocastScope autocast(c.dtype == "bfloat16", device);
         out = model.forward(inputs, true, static_cast<uint64_t>(state.step * c.grad_accum_steps + micro));
         auto [sum, count] = token_loss_sum(out.logits, targets);
-        loss = sum / static_cast<double>(std::max<int64_t>(1, count));
+        // Mean over the scored tokens of every rank's micro-batch (gradients are averaged over ranks).
+        loss = sum / std::max(1.0, dp->sum(static_cast<double>(count)) / dp->world_size());
       }
       auto objective = (loss + out.aux_loss) / static_cast<double>(c.grad_accum_steps);
       objective.backward();
       step_loss += loss.item<double>() / static_cast<double>(c.grad_accum_steps);
       for (const auto& s : out.sides)
-        if (!s.per_token) last_stats[s.name] = s.value.detach().to(torch::kCPU);
+        if (!s.per_token) last_stats[s.name] = dp->mean(s.value.detach()).to(torch::kCPU);
     }
+    step_loss = dp->sum(step_loss) / dp->world_size();
     if (!std::isfinite(step_loss)) {
       failure = "the training loss became " + std::to_string(step_loss) + " at step " + std::to_string(state.step) +
                 "; stopped (the last good checkpoint is kept; try a lower optimizer.lr or training.max_norm)";
       exit_code = 3;
       break;
     }
-    std::vector<torch::Tensor> all;
-    for (const auto& p : model.parameters()) all.push_back(p.tensor);
+    std::vector<torch::Tensor> all = model_tensors(model);
+    dp->average_gradients(all);
     double grad_norm = torch::nn::utils::clip_grad_norm_(all, c.max_norm > 0 ? c.max_norm : 1e30);
     optimizer.step();
     ++state.step;
@@ -326,7 +364,7 @@ int run_experiment(const RunOptions& options) {
                           {"optim/lr", lr}, {"optim/grad_norm", grad_norm}, {"speed/tok_per_s", tok_per_s},
                           {"speed/mfu", flops_per_token * tok_per_s / (gflops * 1e9)}};
       for (const auto& [name, value] : last_stats) line[name] = tensor_json(value);
-      metrics.write(line);
+      if (metrics) metrics->write(line);
       window_loss = 0, window_steps = 0;
       if (!tty) {
         std::ostringstream msg;
@@ -342,19 +380,22 @@ int run_experiment(const RunOptions& options) {
       std::fflush(stdout);
     }
     if (config.validation.every > 0 && done % config.validation.every == 0 && done != c.steps) validate();
-    if (config.checkpoint.every > 0 && done % config.checkpoint.every == 0 && done != c.steps)
+    if (dp->writes() && config.checkpoint.every > 0 && done % config.checkpoint.every == 0 && done != c.steps)
       save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
   }
   std::signal(SIGINT, previous_handler);
+  std::signal(SIGTERM, previous_term_handler);
   if (tty) std::cout << "\r\33[2K" << std::flush;
 
   if (exit_code != 3) {
     validate();
-    save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
+    if (dp->writes()) save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
   }
   } catch (const std::exception& e) {
     // A failed checkpoint (full disk), data or plugin error: record it, keep what is complete.
     std::signal(SIGINT, previous_handler);
+    std::signal(SIGTERM, previous_term_handler);
+    dp->report_failure(e);
     manifest["status"] = "failed";
     manifest["error"] = e.what();
     manifest["finished_at"] = utc_now();
@@ -389,9 +430,12 @@ int run_experiment(const RunOptions& options) {
                              {"mfu", flops_per_token * tok_per_s / (gflops * 1e9)}, {"train_seconds", train_seconds},
                              {"peak_rss_mib", peak_rss_mib()}, {"aten_threads", at::get_num_threads()}};
   if (auto ckpt = latest_checkpoint(run_dir)) manifest["artifacts"]["checkpoint"] = std::filesystem::relative(*ckpt, run_dir).string();
-  std::string plot_problem = plot_loss_curve(run_dir, config.job.name);
-  if (plot_problem.empty()) manifest["artifacts"]["loss_curve"] = "loss.png";
-  else log::warn("no loss curve: " + plot_problem);
+  manifest["distributed"] = dp->manifest();
+  if (dp->writes()) {
+    std::string plot_problem = plot_loss_curve(run_dir, config.job.name);
+    if (plot_problem.empty()) manifest["artifacts"]["loss_curve"] = "loss.png";
+    else log::warn("no loss curve: " + plot_problem);
+  }
   write_manifest();
   if (exit_code != 0) {
     log::error(failure);

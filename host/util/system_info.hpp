@@ -14,5 +14,6 @@ nlohmann::json git_info();             // {"commit": ..., "dirty": ...} of the m
 std::string utc_now(const char* format = "%Y-%m-%dT%H:%M:%SZ");
 std::string short_id();                // 6 random hex digits
 std::string cpu_model();
+std::string host_name();
 
 }  // namespace mixlab
