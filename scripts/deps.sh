@@ -11,6 +11,7 @@ APT_PACKAGES=(
   doctest-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
   bible-kjv bible-kjv-text gnuplot-nox
   clang libclang-rt-14-dev  # the libFuzzer targets (scripts/fuzz.sh)
+  libgloo-dev  # Gloo's headers for c10d's ProcessGroupGloo.hpp (declarations only; docs/dependencies.md)
 )
 PIP_PACKAGES=("torch==${TORCH_VERSION}" "safetensors" "numpy")
 

@@ -100,6 +100,9 @@ struct ExperimentConfig {
     std::string device = "cpu";
     int64_t threads = 0;  // 0: all cores
     double step_timeout_s = 0;  // 0: no limit (the host run supervisor enforces it)
+    std::string dist_backend = "auto";  // data-parallel runs: gloo (CPU) | nccl (CUDA)
+    double dist_timeout_s = 300;        // a silent rank fails the others after this long
+    double bucket_mib = 25;             // gradient all-reduce bucket size
   } training;
   struct Validation {
     int64_t every = 100;

@@ -19,7 +19,12 @@ struct Evaluation {
   std::map<std::string, double> side;  // mean of each plugin statistic/aux loss (scalars only)
 };
 
-Evaluation evaluate(Model& model, const data::Dataset& dataset, int64_t batch, int64_t seq_len, int64_t max_batches);
+class DataParallel;
+
+// With several ranks (dp), batches hold batch * world_size rows, each rank scores its slice,
+// and the sums are reduced: every rank gets the single-process numbers.
+Evaluation evaluate(Model& model, const data::Dataset& dataset, int64_t batch, int64_t seq_len, int64_t max_batches,
+                    DataParallel* dp = nullptr);
 
 // Cross-entropy (sum over scored tokens, count) of logits against targets (-100 ignored).
 std::pair<torch::Tensor, int64_t> token_loss_sum(const torch::Tensor& logits, const torch::Tensor& targets);

@@ -10,6 +10,7 @@
 #include "model/model.hpp"
 #include "runtime/registry.hpp"
 #include "train/checkpoint.hpp"
+#include "train/data_parallel.hpp"
 #include "train/evaluate.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/metrics_log.hpp"
@@ -41,10 +42,14 @@ namespace {
 
 std::filesystem::path g_last_run_dir;
 
-torch::Device pick_device(const std::string& name) {
+// local_rank: the GPU of this process when torchrun starts one per GPU.
+torch::Device pick_device(const std::string& name, int local_rank) {
   if (name == "cuda" || (name == "auto" && torch::cuda::is_available())) {
     if (!torch::cuda::is_available()) throw std::runtime_error("training.device = \"cuda\" but no CUDA device is available");
-    return torch::Device(torch::kCUDA, 0);
+    if (local_rank >= static_cast<int>(torch::cuda::device_count()))
+      throw std::runtime_error("LOCAL_RANK " + std::to_string(local_rank) + " but this machine has only " +
+                               std::to_string(torch::cuda::device_count()) + " CUDA devices");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
   }
   return torch::kCPU;
 }
@@ -74,6 +79,12 @@ std::string human_time(double s) {
   else if (s >= 60) std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
   else std::snprintf(buf, sizeof buf, "%.0fs", s);
   return buf;
+}
+
+std::vector<torch::Tensor> model_tensors(const Model& model) {
+  std::vector<torch::Tensor> all;
+  for (const auto& p : model.parameters()) all.push_back(p.tensor);
+  return all;
 }
 
 nlohmann::json tensor_json(const torch::Tensor& t) {
@@ -140,8 +151,7 @@ TrainerState resume_state(const std::filesystem::path& run_dir, Model& model, to
 }  // namespace
 
 int set_threads(const ExperimentConfig& config) {
-  at::set_num_threads(config.training.threads > 0 ? static_cast<int>(config.training.threads)
-                                                  : static_cast<int>(std::thread::hardware_concurrency()));
+  at::set_num_threads(config.training.threads > 0 ? static_cast<int>(config.training.threads) : default_thread_count());
   return at::get_num_threads();
 }
 
@@ -156,6 +166,9 @@ int run_experiment(const RunOptions& options) {
     run_dir = *options.resume;
     auto inputs = resume_inputs(run_dir);
     experiment_file = inputs.experiment, overrides = inputs.overrides;
+    // --set on resume adds to the run's overrides, e.g. training.grad_accum_steps to keep the
+    // global batch when the world size changes (docs/distributed.md).
+    overrides.insert(overrides.end(), options.overrides.begin(), options.overrides.end());
   } else {
     if (!options.run_dir) throw std::logic_error("run_experiment: a new run needs its folder (create_run_folder)");
     run_dir = *options.run_dir;
@@ -168,14 +181,24 @@ int run_experiment(const RunOptions& options) {
   if (!problems.empty()) throw ExperimentError(problems);
   require_memory_fits(experiment_file.string(), config, explain_report(config, registry));
   set_threads(config);
-  torch::Device device = pick_device(config.training.device);
-  auto dataset = open_dataset(config);
+  // Data parallel (docs/distributed.md): a world of one without a launch environment.
+  auto launch = LaunchEnv::from_environment();
+  if (launch) log::set_rank(launch->rank);
+  torch::Device device = pick_device(config.training.device, launch ? launch->local_rank : 0);
+  auto dp = DataParallel::connect(config, launch, device);
+  dp->require_same_experiment(config, registry);
+  std::unique_ptr<data::Dataset> dataset;
+  dp->rank0_first("open the data", [&] { dataset = open_dataset(config); });
   data::require_window("train", dataset->train_tokens(), config.data.seq_len);
 
+  if (options.resume && dp->writes() && !options.overrides.empty())
+    write_file_atomic(run_dir / "overrides.json", nlohmann::json(overrides).dump());
   g_last_run_dir = run_dir;
-  log::add_file_sink((run_dir / "train.log").string());
   nlohmann::json resolved = config.to_json();
-  write_file_atomic(run_dir / "config.json", resolved.dump(2));
+  if (dp->writes()) {
+    log::add_file_sink((run_dir / "train.log").string());
+    write_file_atomic(run_dir / "config.json", resolved.dump(2));
+  }
   log::info("run folder " + run_dir.string());
   log::info("data: " + dataset->describe());
   if (config.tokenizer.kind == "sentencepiece" && dataset->tokenizer().vocab_size() < config.tokenizer.vocab_size)
@@ -205,7 +228,9 @@ int run_experiment(const RunOptions& options) {
   TrainerState state;
   if (options.resume) state = resume_state(run_dir, model, optimizer, *dataset);
   const bool finished_before = state.step >= config.training.steps;  // killed after its final checkpoint
-  MetricsLog metrics(run_dir / "metrics.jsonl", options.resume ? state.step : -1);
+  dp->broadcast(model_tensors(model));
+  std::optional<MetricsLog> metrics;
+  if (dp->writes()) metrics.emplace(run_dir / "metrics.jsonl", options.resume ? state.step : -1);
 
   double gflops = measure_matmul_gflops(1024, torch::kFloat32, device);
   log::info("threads " + std::to_string(at::get_num_threads()) + ", matmul " + std::to_string(gflops) + " GFLOP/s, " +
@@ -237,13 +262,16 @@ int run_experiment(const RunOptions& options) {
       {"performance", {{"matmul_gflops_measured", gflops}}},
       {"artifacts", {{"metrics", "metrics.jsonl"}, {"log", "train.log"}, {"config", "config.json"}}},
   };
-  auto write_manifest = [&] { write_file_atomic(run_dir / "manifest.json", manifest.dump(2)); };
+  manifest["distributed"] = dp->manifest();
+  auto write_manifest = [&] {
+    if (dp->writes()) write_file_atomic(run_dir / "manifest.json", manifest.dump(2));
+  };
   write_manifest();
 
   InterruptSignals interrupt;  // SIGINT, SIGTERM, SIGHUP: stop at the next step with a checkpoint
   const bool tty = isatty(STDOUT_FILENO);
   const auto& c = config.training;
-  const int64_t tokens_per_step = c.batch_size * c.grad_accum_steps * config.data.seq_len;
+  const int64_t tokens_per_step = c.batch_size * c.grad_accum_steps * config.data.seq_len * dp->world_size();
   auto train_start = std::chrono::steady_clock::now();
   int64_t start_step = state.step;
   // What logged lines and the manifest carry across steps lives in the checkpointed state (bit-identical resume).
@@ -256,13 +284,13 @@ int run_experiment(const RunOptions& options) {
 
   auto validate = [&] {
     heartbeat::send(heartbeat::Phase::validate, state.step);
-    auto e = evaluate(model, *dataset, c.batch_size, config.data.seq_len, config.validation.batches);
+    auto e = evaluate(model, *dataset, c.batch_size, config.data.seq_len, config.validation.batches, dp.get());
     nlohmann::json line{{"step", state.step}, {"tokens", state.tokens},
                         {"time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count()},
                         {"val/loss", e.loss}, {"val/ppl", e.ppl}};
     if (e.bpb > 0) line["val/bpb"] = e.bpb;
     if (dataset->is_probe_task()) line["val/accuracy"] = e.accuracy;
-    metrics.write(line);
+    if (metrics) metrics->write(line);
     if (e.loss < state.best_val_loss) state.best_val_loss = e.loss, state.best_step = state.step;
     std::ostringstream msg;
     msg << "step " << state.step << " validation: loss " << e.loss << ", ppl " << e.ppl;
@@ -276,8 +304,9 @@ int run_experiment(const RunOptions& options) {
 
   try {
   while (state.step < c.steps) {
-    if (interrupt.requested()) {
-      failure = "interrupted (" + interrupt.name() + ") at step " + std::to_string(state.step);
+    if (dp->any(interrupt.requested())) {  // every rank stops at the same step
+      failure = "interrupted (" + (interrupt.requested() ? interrupt.name() : "another rank's stop signal") +
+                ") at step " + std::to_string(state.step);
       exit_code = 130;
       break;
     }
@@ -286,8 +315,9 @@ int run_experiment(const RunOptions& options) {
     for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     optimizer.zero_grad();
     double step_loss = 0;
+    const uint64_t step_start = dataset->position();
     for (int64_t micro = 0; micro < c.grad_accum_steps; ++micro) {
-      auto batch = dataset->next_train(c.batch_size, config.data.seq_len);
+      auto batch = dp->next_batch(*dataset, step_start, micro, c.batch_size, config.data.seq_len);
       auto inputs = batch.inputs.to(device), targets = batch.targets.to(device);
       ModelOutput out;
       torch::Tensor loss;
@@ -295,22 +325,24 @@ int run_experiment(const RunOptions& options) {
         AutocastScope autocast(c.dtype == "bfloat16", device);
         out = model.forward(inputs, true, static_cast<uint64_t>(state.step * c.grad_accum_steps + micro));
         auto [sum, count] = token_loss_sum(out.logits, targets);
-        loss = sum / static_cast<double>(std::max<int64_t>(1, count));
+        // Mean over the scored tokens of every rank's micro-batch (gradients are averaged over ranks).
+        loss = sum / std::max(1.0, dp->sum(static_cast<double>(count)) / dp->world_size());
       }
       auto objective = (loss + out.aux_loss) / static_cast<double>(c.grad_accum_steps);
       objective.backward();
       step_loss += loss.item<double>() / static_cast<double>(c.grad_accum_steps);
       for (const auto& s : out.sides)
-        if (!s.per_token) last_stats[s.name] = s.value.detach().to(torch::kCPU);
+        if (!s.per_token) last_stats[s.name] = dp->mean(s.value.detach()).to(torch::kCPU);
     }
+    step_loss = dp->sum(step_loss) / dp->world_size();
     if (!std::isfinite(step_loss)) {
       failure = "the training loss became " + std::to_string(step_loss) + " at step " + std::to_string(state.step) +
                 "; stopped (the last good checkpoint is kept; try a lower optimizer.lr or training.max_norm)";
       exit_code = 3;
       break;
     }
-    std::vector<torch::Tensor> all;
-    for (const auto& p : model.parameters()) all.push_back(p.tensor);
+    std::vector<torch::Tensor> all = model_tensors(model);
+    dp->average_gradients(all);
     double grad_norm = torch::nn::utils::clip_grad_norm_(all, c.max_norm > 0 ? c.max_norm : 1e30);
     fault_point(kFaultMidStep, state.step + 1);
     optimizer.step();
@@ -329,7 +361,7 @@ int run_experiment(const RunOptions& options) {
                           {"optim/lr", lr}, {"optim/grad_norm", grad_norm}, {"speed/tok_per_s", tok_per_s},
                           {"speed/mfu", flops_per_token * tok_per_s / (gflops * 1e9)}};
       for (const auto& [name, value] : last_stats) line[name] = tensor_json(value);
-      metrics.write(line);
+      if (metrics) metrics->write(line);
       window_loss = 0, window_steps = 0;
       if (!tty) {
         std::ostringstream msg;
@@ -347,7 +379,7 @@ int run_experiment(const RunOptions& options) {
     if (config.validation.every > 0 && done % config.validation.every == 0 && done != c.steps) validate();
     if (config.checkpoint.every > 0 && done % config.checkpoint.every == 0 && done != c.steps) {
       heartbeat::send(heartbeat::Phase::checkpoint, state.step);
-      save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
+      if (dp->writes()) save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
     }
   }
   if (tty) std::cout << "\r\33[2K" << std::flush;
@@ -357,11 +389,12 @@ int run_experiment(const RunOptions& options) {
   if (exit_code == 0 && !finished_before) validate();
   if (exit_code != 3 && !finished_before) {
     heartbeat::send(heartbeat::Phase::checkpoint, state.step);
-    save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
+    if (dp->writes()) save_checkpoint(run_dir, model, optimizer, state, config.checkpoint.keep_last);
   }
   heartbeat::send(heartbeat::Phase::finish, state.step);
   } catch (const std::exception& e) {
     // A failed checkpoint (full disk), data or plugin error: record it, keep what is complete.
+    dp->report_failure(e);
     manifest["status"] = "failed";
     manifest["error"] = e.what();
     manifest["finished_at"] = utc_now();
@@ -396,10 +429,13 @@ int run_experiment(const RunOptions& options) {
                              {"mfu", flops_per_token * tok_per_s / (gflops * 1e9)}, {"train_seconds", train_seconds},
                              {"peak_rss_mib", peak_rss_mib()}, {"aten_threads", at::get_num_threads()}};
   if (auto ckpt = latest_checkpoint(run_dir)) manifest["artifacts"]["checkpoint"] = std::filesystem::relative(*ckpt, run_dir).string();
-  std::string plot_problem = plot_loss_curve(run_dir, config.job.name);
-  if (plot_problem.empty()) manifest["artifacts"]["loss_curve"] = "loss.png";
-  else log::warn("no loss curve: " + plot_problem);
-  write_file_atomic(run_dir / "manifest.json", manifest.dump(2), [&] { fault_point(kFaultFinalManifest, state.step); });
+  manifest["distributed"] = dp->manifest();
+  if (dp->writes()) {
+    std::string plot_problem = plot_loss_curve(run_dir, config.job.name);
+    if (plot_problem.empty()) manifest["artifacts"]["loss_curve"] = "loss.png";
+    else log::warn("no loss curve: " + plot_problem);
+    write_file_atomic(run_dir / "manifest.json", manifest.dump(2), [&] { fault_point(kFaultFinalManifest, state.step); });
+  }
   if (exit_code != 0) {
     log::error(failure);
     return exit_code;

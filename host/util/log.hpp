@@ -12,6 +12,8 @@ enum class Level { Debug, Info, Warn, Error };
 void set_level(Level level);
 // Also write every message to `file` (appending).
 void add_file_sink(const std::string& file);
+// In a multi-process run: prefix every line with "rank N".
+void set_rank(int rank);
 void debug(const std::string& message);
 void info(const std::string& message);
 void warn(const std::string& message);

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <random>
 
+#include <unistd.h>
+
 namespace mixlab {
 namespace {
 
@@ -96,6 +98,11 @@ std::optional<double> available_memory_bytes() {
     available = available ? std::min(*available, left) : left;
   }
   return available;
+}
+
+std::string host_name() {
+  char buf[256] = {};
+  return gethostname(buf, sizeof buf - 1) == 0 ? std::string(buf) : std::string();
 }
 
 }  // namespace mixlab

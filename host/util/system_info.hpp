@@ -19,4 +19,6 @@ std::string cpu_model();
 // lowered by a cgroup v2 memory.max when one is set; nothing when neither can be read.
 std::optional<double> available_memory_bytes();
 
+std::string host_name();
+
 }  // namespace mixlab

@@ -1,0 +1,242 @@
+// Data-parallel training on c10d (docs/distributed.md), end to end with real processes:
+// torchrun (from the torch wheel) and the plain RANK/WORLD_SIZE/MASTER_* environment.
+// Two ranks with half the batch follow the one-process trajectory; checkpoints resume at
+// another world size; mismatched ranks are refused; a killed rank is named. Its own
+// ctest entry (`distributed`): about a minute of several processes.
+#include "model/safetensors.hpp"
+#include "train/data_parallel.hpp"
+#include "host_test_helpers.hpp"
+
+#include <doctest/doctest.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+using mixlab::test::cache_args;
+using mixlab::test::read_json;
+using mixlab::test::read_jsonl;
+using mixlab::test::run_command;
+using mixlab::test::scratch;
+
+namespace {
+
+// Tiny model, one thread per rank, a loss line every step, fp32 and no dropout.
+std::string settings(int batch, int steps) {
+  std::string s = cache_args();
+  for (std::string set : {"training.threads=1", "metrics.log_every=1", "validation.every=0", "checkpoint.every=3",
+                          "checkpoint.keep_last=5", "model.dropout=0", "training.dtype=float32",
+                          "training.dist_timeout_s=60"})
+    s += " --set " + set;
+  return s + " --set training.batch_size=" + std::to_string(batch) + " --set training.steps=" + std::to_string(steps);
+}
+
+std::string host_exe() { return std::string(MIXLAB_HOST_EXE); }
+std::string plugins() { return std::string(" --plugin-path ") + MIXLAB_TEST_PLUGIN_DIR; }
+
+// torchrun on this machine with its own free port (--standalone).
+std::string torchrun(int nproc, const std::string& args) {
+  return "env -u WORLD_SIZE -u RANK -u OMP_NUM_THREADS python3 -m torch.distributed.run --standalone --nproc-per-node " +
+         std::to_string(nproc) + " --no-python " + host_exe() + " " + args + plugins();
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The plain environment for rank `rank` of `world` (no torchrun).
+std::string plain_env(int rank, int world, int port) {
+  return "env RANK=" + std::to_string(rank) + " WORLD_SIZE=" + std::to_string(world) +
+         " LOCAL_RANK=" + std::to_string(rank) + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) + " ";
+}
+
+double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-12); }
+
+std::map<int64_t, double> losses(const std::filesystem::path& run) {
+  std::map<int64_t, double> out;
+  for (const auto& line : read_jsonl(run / "metrics.jsonl"))
+    if (line.contains("train/loss")) out[line["step"]] = line["train/loss"];
+  return out;
+}
+
+// Every step's training loss and every final weight agree to `tolerance` (relative to the
+// tensor's largest magnitude for weights).
+void check_same_run(const std::filesystem::path& a, const std::filesystem::path& b, int steps, double tolerance) {
+  auto la = losses(a), lb = losses(b);
+  REQUIRE(la.size() == static_cast<size_t>(steps));
+  REQUIRE(lb.size() == static_cast<size_t>(steps));
+  for (const auto& [step, loss] : la) {
+    INFO("step " << step << ": " << loss << " vs " << lb[step]);
+    CHECK(relative(lb[step], loss) < tolerance);
+  }
+  char ckpt[32];
+  std::snprintf(ckpt, sizeof ckpt, "step-%08d", steps);
+  auto wa = mixlab::load_safetensors(a / "checkpoints" / ckpt / "model.safetensors");
+  auto wb = mixlab::load_safetensors(b / "checkpoints" / ckpt / "model.safetensors");
+  REQUIRE(wa.tensors.size() == wb.tensors.size());
+  for (size_t i = 0; i < wa.tensors.size(); ++i) {
+    const auto& [name, ta] = wa.tensors[i];
+    const auto& tb = wb.tensors[i].second;
+    double scale = std::max(ta.abs().max().item<double>(), 1e-12);
+    INFO(name);
+    CHECK((ta - tb).abs().max().item<double>() / scale < tolerance);
+  }
+  auto sa = read_json(a / "checkpoints" / ckpt / "trainer_state.json");
+  auto sb = read_json(b / "checkpoints" / ckpt / "trainer_state.json");
+  CHECK(sa["data_position"] == sb["data_position"]);
+  CHECK(sa["tokens"] == sb["tokens"]);
+}
+
+std::string tiny() { return mixlab::test::tiny_experiment(); }
+
+}  // namespace
+
+TEST_SUITE("distributed") {
+
+TEST_CASE("distributed: c10d's Gloo group all-reduces and broadcasts the hand-computed values (2 ranks over TCP)") {
+  mixlab::ExperimentConfig config;
+  config.training.dist_timeout_s = 30;
+  config.training.bucket_mib = 40.0 / (1024 * 1024);  // 40 bytes: several buckets, some shared
+  const int port = free_port();
+  std::vector<std::vector<torch::Tensor>> params(2), grads(2);
+  std::vector<std::vector<double>> sums(2);
+  std::vector<std::string> errors(2);
+  auto rank_main = [&](int rank) {
+    try {
+      mixlab::LaunchEnv env;
+      env.rank = rank, env.world_size = 2, env.local_rank = rank, env.local_world_size = 2;
+      env.master_addr = "127.0.0.1", env.master_port = port;
+      auto dp = mixlab::DataParallel::connect(config, env, torch::kCPU);
+      const double r = rank + 1.0;
+      auto& p = params[rank];
+      p = {torch::full({3}, r), torch::arange(10, torch::kFloat32).reshape({2, 5}) * r, torch::full({4}, -r)};
+      dp->broadcast(p);
+      p[0].mutable_grad() = torch::full({3}, 10 * r);
+      p[1].mutable_grad() = torch::arange(10, torch::kFloat32).reshape({2, 5}) * r;
+      // p[2] has no gradient on either rank: it gets zeros.
+      dp->average_gradients(p);
+      for (const auto& t : p) grads[rank].push_back(t.grad());
+      sums[rank] = dp->sum({static_cast<double>(rank), 0.5});
+    } catch (const std::exception& e) {
+      errors[rank] = e.what();
+    }
+  };
+  std::thread first(rank_main, 0), second(rank_main, 1);
+  first.join(), second.join();
+  REQUIRE(errors[0] == "");
+  REQUIRE(errors[1] == "");
+  for (int rank = 0; rank < 2; ++rank) {
+    CAPTURE(rank);
+    // Broadcast: rank 0's values everywhere.
+    CHECK(torch::equal(params[rank][0], torch::full({3}, 1.0f)));
+    CHECK(torch::equal(params[rank][1], torch::arange(10, torch::kFloat32).reshape({2, 5})));
+    CHECK(torch::equal(params[rank][2], torch::full({4}, -1.0f)));
+    // Mean of the gradients: (10 + 20) / 2 and (x + 2x) / 2.
+    CHECK(torch::equal(grads[rank][0], torch::full({3}, 15.0f)));
+    CHECK(torch::allclose(grads[rank][1], torch::arange(10, torch::kFloat32).reshape({2, 5}) * 1.5));
+    CHECK(torch::equal(grads[rank][2], torch::zeros({4})));
+    CHECK(sums[rank] == std::vector<double>{1.0, 1.0});
+  }
+}
+
+TEST_CASE("distributed: a rank that never joins fails the others within training.dist_timeout_s, named") {
+  mixlab::ExperimentConfig config;
+  config.training.dist_timeout_s = 2;
+  mixlab::LaunchEnv env;
+  env.world_size = 2, env.local_world_size = 2, env.master_addr = "127.0.0.1", env.master_port = free_port();
+  std::string message;
+  try {
+    mixlab::DataParallel::connect(config, env, torch::kCPU);
+  } catch (const mixlab::DistributedError& e) {
+    message = e.what();
+  }
+  CHECK(message.find("rank 1 never joined") != std::string::npos);
+}
+
+TEST_CASE("distributed: 2 ranks with batch B/2 follow 1 process with batch B; the checkpoint resumes at world size 1 and 2") {
+  const int steps = 6;
+  auto single = scratch("dp-single"), pair = scratch("dp-pair");
+  auto r1 = run_command(host_exe() + " run " + tiny() + " --output-dir " + single.string() + settings(8, steps) + plugins());
+  INFO(r1.output);
+  REQUIRE(r1.exit_code == 0);
+  auto r2 = run_command(torchrun(2, "run " + tiny() + " --output-dir " + pair.string() + settings(4, steps)));
+  INFO(r2.output);
+  REQUIRE(r2.exit_code == 0);
+  CHECK(r2.output.find("[rank 1]") != std::string::npos);  // every rank's lines carry its rank
+  check_same_run(single, pair, steps, 1e-5);
+
+  auto m = read_json(pair / "manifest.json");
+  CHECK(m["status"] == "completed");
+  CHECK(m["distributed"]["world_size"] == 2);
+  CHECK(m["distributed"]["backend"] == "gloo");
+  REQUIRE(m["distributed"]["ranks"].size() == 2);
+  CHECK(m["distributed"]["ranks"][1]["rank"] == 1);
+  CHECK(!m["distributed"]["ranks"][1]["host"].get<std::string>().empty());
+  CHECK(m["distributed"]["ranks"][1]["aten_threads"] == 1);
+  CHECK(m["results"]["tokens_seen"] == read_json(single / "manifest.json")["results"]["tokens_seen"]);
+  // Validation is sharded over the ranks and reduced: the single-process numbers.
+  CHECK(relative(m["results"]["final_val_loss"], read_json(single / "manifest.json")["results"]["final_val_loss"]) < 1e-5);
+
+  // The world-size-2 checkpoint at step 3 resumes in one process (twice the accumulation keeps
+  // the global batch) and again under torchrun: both continue exactly as the uninterrupted run.
+  for (int world : {1, 2}) {
+    auto resumed = scratch("dp-resumed-" + std::to_string(world));
+    std::filesystem::copy(pair, resumed, std::filesystem::copy_options::recursive);
+    std::filesystem::remove_all(resumed / "checkpoints" / "step-00000006");
+    std::string args = "run --resume " + resumed.string();
+    auto r = world == 1 ? run_command(host_exe() + " " + args + " --set training.grad_accum_steps=2" + plugins())
+                        : run_command(torchrun(2, args));
+    INFO("world size " << world << ": " << r.output);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.output.find("at step 3") != std::string::npos);
+    check_same_run(pair, resumed, steps, 1e-5);
+  }
+}
+
+TEST_CASE("distributed: ranks with different experiments are refused at start-up (plain environment)") {
+  auto dir = scratch("dp-mismatch");
+  const int port = free_port();
+  auto base = " run " + tiny() + " --output-dir " + dir.string() + settings(4, 2) + plugins();
+  // Rank 1 runs another learning rate: both refuse, naming rank 1, before anything is written.
+  auto r = run_command("(" + plain_env(0, 2, port) + host_exe() + base + " > " + dir.string() + ".0.log 2>&1 & p=$!; " +
+                       plain_env(1, 2, port) + host_exe() + base + " --set optimizer.lr=0.02; b=$?; wait $p; a=$?; " +
+                       "cat " + dir.string() + ".0.log; echo \"exit $a $b\")");
+  INFO(r.output);
+  CHECK(r.output.find("rank 1 differs from rank 0 in experiment") != std::string::npos);
+  CHECK(r.output.find("exit 1 1") != std::string::npos);
+  CHECK(!std::filesystem::exists(dir / "manifest.json"));
+}
+
+TEST_CASE("distributed: a killed rank stops the other within the timeout, naming it (plain environment)") {
+  auto dir = scratch("dp-killed");
+  const int port = free_port();
+  auto base = " run " + tiny() + " --output-dir " + dir.string() + settings(4, 100000) + plugins() +
+              " --set training.dist_timeout_s=30";
+  const std::string log0 = dir.string() + ".0.log", log1 = dir.string() + ".1.log";
+  // Rank 1 is killed once it has logged step 3; rank 0 must fail (not hang) and say which rank died.
+  auto r = run_command("(" + plain_env(0, 2, port) + host_exe() + base + " > " + log0 + " 2>&1 & p0=$!; " +
+                       plain_env(1, 2, port) + host_exe() + base + " > " + log1 + " 2>&1 & p1=$!; " +
+                       "for i in $(seq 600); do grep -q 'step 3/' " + log1 + " && break; sleep 0.1; done; " +
+                       "kill -9 $p1; wait $p0; a=$?; cat " + log0 + "; echo \"exit $a\")");
+  INFO(r.output);
+  CHECK(r.output.find("rank 1 stopped responding") != std::string::npos);
+  CHECK(r.output.find("exit 1") != std::string::npos);
+  auto m = read_json(dir / "manifest.json");
+  CHECK(m["status"] == "failed");
+  CHECK(m["error"].get<std::string>().find("rank 1") != std::string::npos);
+}
+
+}  // TEST_SUITE
