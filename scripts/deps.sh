@@ -11,7 +11,7 @@ APT_PACKAGES=(
   doctest-dev libcli11-dev nlohmann-json3-dev libsentencepiece-dev
   bible-kjv bible-kjv-text gnuplot-nox
 )
-PIP_PACKAGES=("torch==${TORCH_VERSION}" "safetensors" "numpy")
+PIP_PACKAGES=("torch==${TORCH_VERSION}" "safetensors" "numpy" "transformers")  # transformers: the interop test
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -28,7 +28,7 @@ fi
 if ! python3 - <<PY 2>/dev/null
 import importlib.metadata as m
 assert m.version("torch").split("+")[0] == "${TORCH_VERSION}"
-m.version("safetensors"); m.version("numpy")
+m.version("safetensors"); m.version("numpy"); m.version("transformers")
 PY
 then
   echo "deps: installing ${PIP_PACKAGES[*]} from PyPI (LibTorch comes from the torch wheel)"

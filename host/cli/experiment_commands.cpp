@@ -40,17 +40,20 @@ int validate(const ExperimentArgs& a) {
 
 void add_experiment_commands(CLI::App& app, Action& action) {
   static ExperimentArgs run_args, validate_args, explain_args;
-  static std::string resume, output_dir;
+  static std::string resume, output_dir, init_from;
   auto* run = app.add_subcommand("run", "train and evaluate an experiment; writes a run folder under runs/");
   add_experiment_args(run, run_args, false);
   run->add_option("--resume", resume, "continue the run in RUN_DIR from its newest complete checkpoint");
   run->add_option("--output-dir", output_dir, "run folder (default runs/<name>-<utc>-<id>)");
+  run->add_option("--init-from", init_from,
+                  "start from the weights of a compile, import or run folder (its newest checkpoint); fresh optimizer");
   run->callback([&] {
     action = [&] {
       if (run_args.file.empty() && resume.empty()) throw std::runtime_error("host run: give an experiment file or --resume RUN_DIR");
-      RunOptions o{run_args.file, run_args.sets, std::nullopt, std::nullopt};
+      RunOptions o{run_args.file, run_args.sets, std::nullopt, std::nullopt, std::nullopt};
       if (!resume.empty()) o.resume = resume;
       if (!output_dir.empty()) o.run_dir = output_dir;
+      if (!init_from.empty()) o.init_from = init_from;
       return run_experiment(o);
     };
   });

@@ -1,6 +1,6 @@
 // The language model: token (and optional position) embeddings, a stack of
 // layers `norm -> mixer plugin -> residual -> norm -> ffn plugin -> residual`
-// (pre- or post-norm), a final norm and the LM head. Everything that differs
+// (pre- or post-norm; a layer may lack either branch), a final norm and the LM head. Everything that differs
 // between architectures is a plugin; the host owns every parameter.
 #pragma once
 
@@ -22,6 +22,7 @@ struct NamedParam {
   bool weight_decay = true;
 };
 
+// A slot the experiment marks "none" holds no instance (nullptr).
 struct LayerSlots {
   std::shared_ptr<PluginInstance> mixer;
   std::shared_ptr<PluginInstance> ffn;

@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <iomanip>
+#include <set>
 #include <sstream>
 
 namespace mixlab {
@@ -97,18 +98,34 @@ std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::pa
   return all.back();
 }
 
-TrainerState load_checkpoint(const std::filesystem::path& dir, Model& model, torch::optim::AdamW* optimizer) {
-  auto weights = load_safetensors(dir / "model.safetensors");
+void assign_weights(const SafetensorsFile& weights, const std::filesystem::path& file, Model& model) {
   std::map<std::string, torch::Tensor> by_name(weights.tensors.begin(), weights.tensors.end());
-  torch::NoGradGuard no_grad;
+  std::vector<std::string> problems;
   for (const auto& p : model.parameters()) {
     auto it = by_name.find(p.name);
-    if (it == by_name.end()) throw std::runtime_error(dir.string() + ": checkpoint has no tensor " + p.name);
-    if (it->second.sizes() != p.tensor.sizes())
-      throw std::runtime_error(dir.string() + ": " + p.name + " has shape " + c10::str(it->second.sizes()) +
-                               " in the checkpoint, the model expects " + c10::str(p.tensor.sizes()));
-    p.tensor.copy_(it->second);
+    if (it == by_name.end()) problems.push_back("missing    " + p.name + " " + c10::str(p.tensor.sizes()));
+    else if (it->second.sizes() != p.tensor.sizes())
+      problems.push_back("shape      " + p.name + " is " + c10::str(it->second.sizes()) + " in the file, the model expects " +
+                         c10::str(p.tensor.sizes()));
   }
+  std::set<std::string> expected;
+  for (const auto& p : model.parameters()) expected.insert(p.name);
+  for (const auto& [name, t] : weights.tensors)
+    if (!expected.count(name)) problems.push_back("unexpected " + name + " " + c10::str(t.sizes()));
+  if (!problems.empty()) {
+    std::string msg = file.string() + ": the weights do not match the experiment's model (" +
+                      std::to_string(problems.size()) + " tensor" + (problems.size() == 1 ? "" : "s") + "):";
+    for (const auto& p : problems) msg += "\n  " + p;
+    throw std::runtime_error(msg);
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& p : model.parameters()) p.tensor.copy_(by_name.at(p.name));
+}
+
+void load_weights(const std::filesystem::path& file, Model& model) { assign_weights(load_safetensors(file), file, model); }
+
+TrainerState load_checkpoint(const std::filesystem::path& dir, Model& model, torch::optim::AdamW* optimizer) {
+  load_weights(dir / "model.safetensors", model);
   if (optimizer) {
     auto moments = load_safetensors(dir / "optimizer.safetensors");
     std::map<std::string, torch::Tensor> m(moments.tensors.begin(), moments.tensors.end());

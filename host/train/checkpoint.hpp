@@ -6,6 +6,7 @@
 #pragma once
 
 #include "model/model.hpp"
+#include "model/safetensors.hpp"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -30,6 +31,11 @@ void save_checkpoint(const std::filesystem::path& run_dir, const Model& model, t
 
 // The newest complete checkpoint folder, if any.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
+
+// Copies a weights file (mixlab names) into the model's parameters. Throws naming the file and
+// listing every missing, unexpected and mis-shaped tensor unless names and shapes match exactly.
+void load_weights(const std::filesystem::path& file, Model& model);
+void assign_weights(const SafetensorsFile& weights, const std::filesystem::path& file, Model& model);
 
 // Loads weights (and, with an optimizer, its state and the RNG) into place; returns the trainer state.
 TrainerState load_checkpoint(const std::filesystem::path& checkpoint_dir, Model& model,
