@@ -21,7 +21,9 @@ namespace {
 
 using json = nlohmann::json;
 
-// Reads config.json; Python's json writes Infinity (Mamba2's time_step_limit), which JSON lacks.
+// Reads config.json. Python's json module writes a bare Infinity (transformers 4, Mamba2's
+// time_step_limit), which JSON lacks; it becomes the string "Infinity" (transformers 5 writes
+// {"__float__": "Infinity"}).
 json read_config(const std::filesystem::path& file) {
   std::ifstream in(file);
   if (!in) throw std::runtime_error(file.string() + ": cannot read (a Hugging Face folder has config.json)");
@@ -29,7 +31,7 @@ json read_config(const std::filesystem::path& file) {
   ss << in.rdbuf();
   std::string text = ss.str();
   for (size_t at = text.find("Infinity"); at != std::string::npos; at = text.find("Infinity", at + 10))
-    text.replace(at, 8, "\"Infinity\"");
+    if (at == 0 || text[at - 1] != '"') text.replace(at, 8, "\"Infinity\"");
   try {
     return json::parse(text);
   } catch (const json::exception& e) {
@@ -113,7 +115,8 @@ toml::table mamba_table(const HfConfig& c, const std::string& p) {
                         : expand * d / heads;
   if (heads * headdim != expand * d) c.fail(p + "n_heads", "times the head size is not expand * hidden_size");
   auto limit = c.raw().value("time_step_limit", json::array({0.0, "Infinity"}));
-  if (limit.size() != 2 || limit[0] != 0.0 || limit[1] != "Infinity")
+  auto infinite = [](const json& v) { return v == "Infinity" || (v.is_object() && v.value("__float__", "") == "Infinity"); };
+  if (!limit.is_array() || limit.size() != 2 || limit[0] != 0.0 || !infinite(limit[1]))
     c.fail("time_step_limit", "is " + limit.dump() + "; the mamba plugin does not clamp dt (only (0, inf) is mapped)");
   if (c.get<bool>(p.empty() ? "use_bias" : "mamba_proj_bias", false)) c.fail(p.empty() ? "use_bias" : "mamba_proj_bias", "projection biases are not mapped");
   if (!c.get<bool>(p.empty() ? "use_conv_bias" : "mamba_conv_bias", true)) c.fail(p.empty() ? "use_conv_bias" : "mamba_conv_bias", "the mamba plugin always has a conv bias");

@@ -111,6 +111,22 @@ TEST_SUITE("interop") {
       ++compared;
     }
     CHECK(compared == 6);
+
+    // Folders transformers itself saved (its config.json conventions, e.g. Mamba2's infinite
+    // time_step_limit) import to the same model.
+    for (const std::string arch : {"mixtral", "mamba2"}) {
+      const auto saved = dir / ("saved-" + arch);
+      auto s = mixlab::test::run_command("python3 -c \"from transformers import AutoModelForCausalLM as A; "
+                                         "A.from_pretrained('" + (dir / ("hf-" + arch)).string() + "').save_pretrained('" +
+                                         saved.string() + "')\"");
+      INFO(s.output);
+      REQUIRE(s.exit_code == 0);
+      must("import " + saved.string() + " --output-dir " + (dir / ("saved-imported-" + arch)).string());
+      must("forward " + (dir / ("saved-imported-" + arch)).string() + " --input " + ids.string() + " --output " +
+           (dir / (arch + "-saved.safetensors")).string());
+      CHECK(torch::equal(tensors_of(dir / (arch + ".safetensors")).at("logits"),
+                         tensors_of(dir / (arch + "-saved.safetensors")).at("logits")));
+    }
   }
 
   TEST_CASE("a compile folder serves forward, export and run --init-from; mismatched weights are listed") {
@@ -122,10 +138,21 @@ TEST_SUITE("interop") {
     must("compile " + llama + " --output-dir " + compiled.string() + cache_args());
     must("forward " + compiled.string() + " --input " + ids.string() + " --output " + (dir / "c.safetensors").string());
     must("export " + compiled.string() + " --format hf --output-dir " + hf.string());
+    // The beginner preset (Llama: GQA 4:1, SwiGLU, tied, SentencePiece vocabulary planned, not trained), reduced.
+    const auto preset = dir / "beginner";
+    must("compile " + (fs::path(MIXLAB_SOURCE_DIR) / "experiments/arch/1b_arch_beginner_llama.toml").string() +
+         " --output-dir " + preset.string() +
+         " --set model.d_model=64 --set model.max_seq_len=64 --set data.seq_len=64 --set model.schedule.0.repeat=2"
+         " --set model.templates.block.mixer.n_heads=4 --set model.templates.block.mixer.n_kv_heads=1"
+         " --set model.templates.block.ffn.hidden=96 --set tokenizer.vocab_size=512" + cache_args());
+    must("forward " + preset.string() + " --input " + ids.string() + " --output " + (dir / "b.safetensors").string());
+    must("export " + preset.string() + " --format hf --output-dir " + (dir / "beginner-hf").string());
     auto r = mixlab::test::run_command("python3 " + interop_file("hf_logits.py").string() + " " + hf.string() + " " +
-                                       (dir / "c.safetensors").string());
+                                       (dir / "c.safetensors").string() + " " + (dir / "beginner-hf").string() + " " +
+                                       (dir / "b.safetensors").string());
     INFO(r.output);
     CHECK(r.exit_code == 0);
+    CHECK(r.output.find("\"class\": \"LlamaForCausalLM\"") != std::string::npos);
 
     // --init-from with a vanishing learning rate: the run's checkpoint holds the compiled weights.
     auto out = must("run " + llama + " --init-from " + compiled.string() + " --output-dir " + (dir / "run").string() +
@@ -236,6 +263,11 @@ TEST_CASE("ffn = \"none\" and mixer = \"none\": a layer without that branch, its
   auto expected = torch::linear(rms(h, p["final_norm.weight"]), p["embed.weight"]);
   auto logits = model.forward(tokens, false, 0).logits;
   CHECK(((logits - expected).pow(2).mean().sqrt() / expected.pow(2).mean().sqrt()).item<double>() < 1e-6);
+  // Decode skips the absent mixer too: prefill and one step equal the forward.
+  REQUIRE(model.can_decode());
+  auto session = model.start_decode(1);
+  auto decoded = torch::cat({session.step(tokens.slice(1, 0, 5)), session.step(tokens.slice(1, 5, 6))}, 1);
+  CHECK(torch::allclose(decoded, logits, 1e-5, 1e-6));
 
   auto both = write_text(dir / "both.toml", head + "[model.templates.t]\nmixer = \"none\"\nffn = \"none\"\n");
   CHECK_THROWS_WITH_AS(mixlab::load_experiment(both, {}), doctest::Contains("both \"none\""), mixlab::ExperimentError);
