@@ -1,7 +1,8 @@
 // The language model: token (and optional position) embeddings, a stack of
 // layers `norm -> mixer plugin -> residual -> norm -> ffn plugin -> residual`
-// (pre- or post-norm; a layer may lack either branch), a final norm and the LM head. Everything that differs
-// between architectures is a plugin; the host owns every parameter.
+// (pre- or post-norm; a layer may lack either branch), a final norm and the LM
+// head. Everything that differs between architectures is a plugin; the host owns
+// every parameter.
 #pragma once
 
 #include "experiment/config.hpp"

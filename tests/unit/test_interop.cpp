@@ -55,8 +55,14 @@ bool bitwise_equal(const std::map<std::string, torch::Tensor>& a, const std::map
   return true;
 }
 
+// `host ARGS` with the tests' data cache (for the commands without --set), and the test plugins.
+mixlab::test::CommandResult host_cached(const std::string& args) {
+  return mixlab::test::run_command("MIXLAB_CACHE=" + (fs::temp_directory_path() / "mixlab-test-cache").string() + " " +
+                                   MIXLAB_HOST_EXE + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR);
+}
+
 std::string must(const std::string& args) {
-  auto r = host(args);
+  auto r = host_cached(args);
   INFO(args << "\n" << r.output);
   REQUIRE(r.exit_code == 0);
   return r.output;
@@ -154,6 +160,11 @@ TEST_SUITE("interop") {
     CHECK(r.exit_code == 0);
     CHECK(r.output.find("\"class\": \"LlamaForCausalLM\"") != std::string::npos);
 
+    // analyze routes the experiment's validation data through a compiled MoE model.
+    must("compile " + interop_file("mixtral.toml").string() + " --output-dir " + (dir / "moe").string() + cache_args());
+    must("analyze " + (dir / "moe").string() + " --batches 1 --output-dir " + (dir / "analysis").string());
+    CHECK(fs::exists(dir / "analysis" / "routing.json"));
+
     // --init-from with a vanishing learning rate: the run's checkpoint holds the compiled weights.
     auto out = must("run " + llama + " --init-from " + compiled.string() + " --output-dir " + (dir / "run").string() +
                     " --set training.steps=1 --set optimizer.lr=1e-30" + cache_args());
@@ -225,8 +236,7 @@ TEST_SUITE("interop") {
     auto note = must("export " + (dir / "sp").string() + " --format hf --output-dir " + (dir / "sp-hf").string());
     CHECK(note.find("tokenizer \"sentencepiece\" is not exported") != std::string::npos);
     must("import " + (dir / "sp-hf").string() + " --output-dir " + (dir / "sp-imported").string());
-    r = mixlab::test::run_command("MIXLAB_CACHE=" + (fs::temp_directory_path() / "mixlab-test-cache").string() + " " +
-                                  MIXLAB_HOST_EXE + " generate " + (dir / "sp-imported").string() + " --prompt hi --tokens 2");
+    r = host_cached("generate " + (dir / "sp-imported").string() + " --prompt hi --tokens 2");
     CHECK(r.exit_code == 1);
     CHECK(r.output.find((dir / "sp-imported" / "model.safetensors").string() +
                         ": the model has a vocabulary of 300 tokens, the experiment's tokenizer (byte on "
