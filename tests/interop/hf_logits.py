@@ -16,6 +16,9 @@ import sys
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging
+
+logging.disable_progress_bar()
 
 TOLERANCE = 1e-5
 

@@ -100,14 +100,14 @@ TEST_SUITE("interop") {
                          tensors_of(dir / (arch + "-imported.safetensors")).at("logits")));
     }
     auto r = mixlab::test::run_command("python3 " + interop_file("hf_logits.py").string() + pairs);
-    INFO(r.output);
-    CHECK(r.exit_code == 0);
+    CHECK_MESSAGE(r.exit_code == 0, r.output);
     std::istringstream lines(r.output);
     std::string line;
     int compared = 0;
     while (std::getline(lines, line)) {
-      if (line.empty() || line[0] != '{') continue;
-      auto j = nlohmann::json::parse(line);
+      auto start = line.find("{\"dir\"");
+      if (start == std::string::npos) continue;
+      auto j = nlohmann::json::parse(line.substr(start));
       std::string arch = fs::path(j["dir"].get<std::string>()).filename().string().substr(3);
       MESSAGE(arch << ": " << j["class"].get<std::string>() << " rel-RMS " << j["rel_rms"].get<double>());
       CHECK(j["class"] == classes.at(arch));
@@ -125,8 +125,7 @@ TEST_SUITE("interop") {
       auto s = mixlab::test::run_command("python3 -c \"from transformers import AutoModelForCausalLM as A; "
                                          "A.from_pretrained('" + (dir / ("hf-" + arch)).string() + "').save_pretrained('" +
                                          saved.string() + "')\"");
-      INFO(s.output);
-      REQUIRE(s.exit_code == 0);
+      REQUIRE_MESSAGE(s.exit_code == 0, s.output);
       must("import " + saved.string() + " --output-dir " + (dir / ("saved-imported-" + arch)).string());
       must("forward " + (dir / ("saved-imported-" + arch)).string() + " --input " + ids.string() + " --output " +
            (dir / (arch + "-saved.safetensors")).string());
@@ -156,8 +155,7 @@ TEST_SUITE("interop") {
     auto r = mixlab::test::run_command("python3 " + interop_file("hf_logits.py").string() + " " + hf.string() + " " +
                                        (dir / "c.safetensors").string() + " " + (dir / "beginner-hf").string() + " " +
                                        (dir / "b.safetensors").string());
-    INFO(r.output);
-    CHECK(r.exit_code == 0);
+    CHECK_MESSAGE(r.exit_code == 0, r.output);
     CHECK(r.output.find("\"class\": \"LlamaForCausalLM\"") != std::string::npos);
 
     // analyze routes the experiment's validation data through a compiled MoE model.
