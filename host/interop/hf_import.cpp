@@ -177,10 +177,12 @@ std::string experiment_toml(const HfConfig& c, const std::string& type, const st
   } else {  // bamba
     if (c.get<std::string>("hidden_act", "silu") != "silu") c.fail("hidden_act", "must be silu (Bamba's MLP and Mamba block)");
     bool bias = c.get<bool>("attention_bias", false);
-    templates.insert("attn", toml::table{{"mixer", attention_table(c, bias, bias, 0.5)}, {"ffn", mlp(c.get<bool>("mlp_bias", false))}});
-    templates.insert("mamba", toml::table{{"mixer", mamba_table(c, "mamba_")}, {"ffn", mlp(c.get<bool>("mlp_bias", false))}});
     std::set<int64_t> attn;
     for (const auto& i : c.raw().value("attn_layer_indices", json::array())) attn.insert(i.get<int64_t>());
+    if (!attn.empty())
+      templates.insert("attn", toml::table{{"mixer", attention_table(c, bias, bias, 0.5)}, {"ffn", mlp(c.get<bool>("mlp_bias", false))}});
+    if (static_cast<int64_t>(attn.size()) < layers)
+      templates.insert("mamba", toml::table{{"mixer", mamba_table(c, "mamba_")}, {"ffn", mlp(c.get<bool>("mlp_bias", false))}});
     for (int64_t i = 0; i < layers;) {  // runs of equal layers
       std::string name = attn.count(i) ? "attn" : "mamba";
       int64_t n = 0;

@@ -245,7 +245,9 @@ class Planner {
   }
 
   void bamba() {
-    Attention a = read_attention(uniform("attention", true)->config, c_.model.d_model);
+    // Bamba without attention layers (all mamba + mlp) still needs attention keys: its defaults.
+    const auto* attn = uniform("attention", true);
+    Attention a = read_attention(attn ? attn->config : json{{"partial_rotary_factor", 0.5}}, c_.model.d_model);
     Mamba mb = read_mamba(uniform("mamba", true)->config);
     const auto& f = uniform("mlp", false)->config;
     mamba_checks(mb);
