@@ -13,7 +13,7 @@ APT_PACKAGES=(
   clang libclang-rt-14-dev  # the libFuzzer targets (scripts/fuzz.sh)
   libgloo-dev  # Gloo's headers for c10d's ProcessGroupGloo.hpp (declarations only; docs/dependencies.md)
 )
-PIP_PACKAGES=("torch==${TORCH_VERSION}" "safetensors" "numpy")
+PIP_PACKAGES=("torch==${TORCH_VERSION}" "safetensors" "numpy" "transformers")  # transformers: the interop test
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -30,7 +30,7 @@ fi
 if ! python3 - <<PY 2>/dev/null
 import importlib.metadata as m
 assert m.version("torch").split("+")[0] == "${TORCH_VERSION}"
-m.version("safetensors"); m.version("numpy")
+m.version("safetensors"); m.version("numpy"); m.version("transformers")
 PY
 then
   echo "deps: installing ${PIP_PACKAGES[*]} from PyPI (LibTorch comes from the torch wheel)"

@@ -201,11 +201,11 @@ nlohmann::json analyze_routing(const AnalyzeOptions& options) {
   std::filesystem::create_directories(dir);
   torch::NoGradGuard no_grad;
   const auto& c = run.config;
-  auto class_names = run.dataset->class_names();
+  auto class_names = run.data().class_names();
   const auto n_classes = static_cast<int64_t>(class_names.size());
 
   RoutingCounts counts;
-  for (const auto& b : run.dataset->validation(c.training.batch_size, c.data.seq_len, options.batches)) {
+  for (const auto& b : run.data().validation(c.training.batch_size, c.data.seq_len, options.batches)) {
     auto out = run.model->forward(b.inputs.to(run.model->device()), false, 0);
     torch::Tensor classes;
     if (b.classes.defined()) {
@@ -221,7 +221,7 @@ nlohmann::json analyze_routing(const AnalyzeOptions& options) {
                              "` statistic of an MoE FFN built against plugin ABI >= 1.1); nothing to analyze");
 
   nlohmann::json report{{"run", std::filesystem::absolute(options.run_dir).string()},
-                        {"checkpoint", run.checkpoint.filename().string()},
+                        {"checkpoint", run.weights.parent_path().filename().string()},
                         {"tokens", counts.tokens},
                         {"batches", options.batches},
                         {"layers", nlohmann::json::array()}};
@@ -290,7 +290,7 @@ nlohmann::json analyze_routing(const AnalyzeOptions& options) {
     std::map<std::string, std::pair<torch::Tensor, int64_t>> per_label;  // label -> (assignments (E), tokens)
     std::vector<std::string> order;
     for (const auto& p : prompts) {
-      auto ids = run.dataset->tokenizer().encode(p.text);
+      auto ids = run.data().tokenizer().encode(p.text);
       if (ids.empty()) continue;
       if (static_cast<int64_t>(ids.size()) > c.model.max_seq_len) ids.resize(static_cast<size_t>(c.model.max_seq_len));
       auto tokens = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).unsqueeze(0);

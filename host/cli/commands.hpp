@@ -17,5 +17,6 @@ void add_conformance_commands(CLI::App& app, Action& action);
 void add_experiment_commands(CLI::App& app, Action& action);
 void add_model_commands(CLI::App& app, Action& action);
 void add_study_commands(CLI::App& app, Action& action);
+void add_interop_commands(CLI::App& app, Action& action);
 
 }  // namespace mixlab::cli

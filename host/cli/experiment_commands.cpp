@@ -45,7 +45,7 @@ int validate(const ExperimentArgs& a) {
 
 void add_experiment_commands(CLI::App& app, Action& action) {
   static ExperimentArgs run_args, validate_args, explain_args;
-  static std::string resume, output_dir;
+  static std::string resume, output_dir, init_from;
   static int64_t nproc = 1;
   static bool worker = false;
   auto* run = app.add_subcommand("run", "train and evaluate an experiment; writes a run folder under runs/");
@@ -56,12 +56,15 @@ void add_experiment_commands(CLI::App& app, Action& action) {
       ->check(CLI::PositiveNumber);
   // The supervisor starts the training itself as `host run --worker` (docs/fault-model.md).
   run->add_flag("--worker", worker)->group("");
+  run->add_option("--init-from", init_from,
+                  "start from the weights of a compile, import or run folder (its newest checkpoint); fresh optimizer");
   run->callback([&] {
     action = [&] {
       if (run_args.file.empty() && resume.empty()) throw std::runtime_error("host run: give an experiment file or --resume RUN_DIR");
-      RunOptions o{run_args.file, run_args.sets, std::nullopt, std::nullopt};
+      RunOptions o{run_args.file, run_args.sets, std::nullopt, std::nullopt, std::nullopt};
       if (!resume.empty()) o.resume = resume;
       if (!output_dir.empty()) o.run_dir = output_dir;
+      if (!init_from.empty()) o.init_from = init_from;
       return worker ? run_experiment(o) : supervise_run(o, nproc);
     };
   });

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   mixlab::cli::add_experiment_commands(app, action);
   mixlab::cli::add_model_commands(app, action);
   mixlab::cli::add_study_commands(app, action);
+  mixlab::cli::add_interop_commands(app, action);
   mixlab::cli::add_plugins_command(app, action);
   mixlab::cli::add_conformance_commands(app, action);
   try {

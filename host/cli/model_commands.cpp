@@ -37,7 +37,7 @@ int64_t sample(const torch::Tensor& logits, const SampleOptions& o, at::Generato
 // Continues `prompt`; uses each mixer's decode step when all declare one, else recomputes.
 std::string continue_text(TrainedRun& run, const std::string& prompt, const SampleOptions& o) {
   torch::NoGradGuard no_grad;
-  const auto& tok = run.dataset->tokenizer();
+  const auto& tok = run.data().tokenizer();
   auto ids = tok.encode(prompt);
   if (ids.empty()) ids.push_back(0);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
@@ -74,7 +74,7 @@ void add_model_commands(CLI::App& app, Action& action) {
   static SampleOptions opts;
   static bool interactive = false;
   auto* gen = app.add_subcommand("generate", "sample text from a trained run");
-  gen->add_option("run_dir", run_dir, "run folder")->required();
+  gen->add_option("run_dir", run_dir, "run, checkpoint, compile or import folder")->required();
   gen->add_option("--prompt", prompt, "text to continue");
   gen->add_option("--tokens", opts.tokens, "tokens to generate")->check(CLI::Range(int64_t{0}, kMaxGeneratedTokens));
   gen->add_option("--temperature", opts.temperature, "sampling temperature (0: greedy)")
@@ -87,7 +87,7 @@ void add_model_commands(CLI::App& app, Action& action) {
   gen->callback([&] {
     action = [&] {
       auto run = load_trained_run(run_dir);
-      std::cerr << "model: " << run.checkpoint.string() << (run.model->can_decode() ? " (decode steps)" : " (recomputing)")
+      std::cerr << "model: " << run.weights.string() << (run.model->can_decode() ? " (decode steps)" : " (recomputing)")
                 << "\n";
       if (!interactive) {
         std::cout << prompt << continue_text(run, prompt, opts) << std::endl;
@@ -104,7 +104,7 @@ void add_model_commands(CLI::App& app, Action& action) {
 
   static std::string fwd_run, input, output;
   auto* fwd = app.add_subcommand("forward", "write the logits of given token ids as safetensors");
-  fwd->add_option("run_dir", fwd_run, "run folder")->required();
+  fwd->add_option("run_dir", fwd_run, "run, checkpoint, compile or import folder")->required();
   fwd->add_option("--input", input, "file of token ids: whitespace-separated integers, one sequence per line")
       ->required()
       ->check(regular_file());
@@ -137,7 +137,7 @@ void add_model_commands(CLI::App& app, Action& action) {
       torch::NoGradGuard no_grad;
       auto logits = run.model->forward(tokens, false, 0).logits;
       save_safetensors(output, {{"tokens", tokens}, {"logits", logits.to(torch::kFloat32)}},
-                       {{"run", fwd_run}, {"checkpoint", run.checkpoint.string()}});
+                       {{"run", fwd_run}, {"weights", run.weights.string()}});
       std::cout << output << ": logits " << c10::str(logits.sizes()) << "\n";
       return 0;
     };
@@ -147,7 +147,7 @@ void add_model_commands(CLI::App& app, Action& action) {
   static std::string analyze_prompts, analyze_output;
   auto* an = app.add_subcommand("analyze", "MoE routing analysis of a trained run: per layer and expert, per token "
                                            "class, per labelled prompt; PNG plots, JSON and CSV");
-  an->add_option("run_dir", analyze.run_dir, "run folder")->required();
+  an->add_option("run_dir", analyze.run_dir, "run, checkpoint, compile or import folder")->required();
   an->add_option("--prompts", analyze_prompts, "file of labelled prompts, one per line: label<TAB>text")
       ->check(regular_file());
   an->add_option("--batches", analyze.batches, "validation batches to route (of the run's batch size)")

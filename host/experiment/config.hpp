@@ -27,11 +27,14 @@ struct PluginChoice {
   std::optional<std::string> impl;
   std::optional<std::string> version;
   nlohmann::json config = nlohmann::json::object();
+  bool none = false;                         // `ffn = "none"` / `mixer = "none"`: no such branch
   SourcePos pos;                             // the table
   std::map<std::string, SourcePos> key_pos;  // each config key
   std::string label() const;                 // "plugin[/impl][@version]"
 };
 
+// A layer: `norm -> mixer -> residual -> norm -> ffn -> residual`; a slot that is
+// "none" has neither its norm nor its residual branch (at most one is "none").
 struct LayerTemplate {
   PluginChoice mixer;
   PluginChoice ffn;

@@ -47,16 +47,21 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
   bool grows = false;
   const double norm_params = config.model.norm == "layernorm" ? 2.0 * d : 1.0 * d;
   for (size_t i = 0; i < layers.size(); ++i) {
-    auto mc = layers[i].mixer->cost(config.data.seq_len, 4), fc = layers[i].ffn->cost(config.data.seq_len, 4);
-    auto sc = layers[i].mixer->cost(T, 2);
-    double params = static_cast<double>(layers[i].mixer->n_parameters() + layers[i].ffn->n_parameters()) + 2 * norm_params;
+    const auto& mixer = layers[i].mixer;
+    const auto& ffn = layers[i].ffn;
+    auto cost = [](const std::shared_ptr<PluginInstance>& inst, int64_t t, int bytes) {
+      return inst ? inst->cost(t, bytes) : mixlab_cost{};
+    };
+    auto mc = cost(mixer, config.data.seq_len, 4), fc = cost(ffn, config.data.seq_len, 4), sc = cost(mixer, T, 2);
+    double norms = ((mixer ? 1 : 0) + (ffn ? 1 : 0)) * norm_params;
+    double params = static_cast<double>((mixer ? mixer->n_parameters() : 0) + (ffn ? ffn->n_parameters() : 0)) + norms;
     total += params;
-    active += mc.active_params + fc.active_params + 2 * norm_params;
+    active += mc.active_params + fc.active_params + norms;
     forward_flops += mc.forward_flops + fc.forward_flops;
     state_bytes += sc.state_bytes;
     grows = grows || sc.state_grows;
-    rows.push_back({{"index", i}, {"mixer", layers[i].mixer->ref().label()}, {"ffn", layers[i].ffn->ref().label()},
-                    {"params", params}, {"active_params", mc.active_params + fc.active_params + 2 * norm_params},
+    rows.push_back({{"index", i}, {"mixer", mixer ? mixer->ref().label() : "none"}, {"ffn", ffn ? ffn->ref().label() : "none"},
+                    {"params", params}, {"active_params", mc.active_params + fc.active_params + norms},
                     {"decode_state_bytes", sc.state_bytes}, {"state_grows", static_cast<bool>(sc.state_grows)}});
   }
   double embed = static_cast<double>(vocab * d) + (config.model.positional == "learned" ? static_cast<double>(T * d) : 0.0);

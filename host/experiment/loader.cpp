@@ -161,6 +161,18 @@ class Loader {
     return c;
   }
 
+  // A slot is a plugin table or the string "none" (the layer has no such branch).
+  PluginChoice read_slot(const toml::node& n, const std::string& field) {
+    if (const auto* s = n.as_string()) {
+      PluginChoice c;
+      c.pos = pos_of(n, file_);
+      if (s->get() == "none") c.none = true;
+      else error(&n, field, "expected a plugin table or \"none\", got the string \"" + s->get() + "\"");
+      return c;
+    }
+    return read_choice(n, field);
+  }
+
   LayerTemplate read_template(const toml::node& n, const std::string& field) {
     LayerTemplate t;
     const auto* table = n.as_table();
@@ -170,12 +182,13 @@ class Loader {
     }
     for (const auto& [k, v] : *table) {
       std::string key(k.str());
-      if (key == "mixer") t.mixer = read_choice(v, field + ".mixer");
-      else if (key == "ffn") t.ffn = read_choice(v, field + ".ffn");
+      if (key == "mixer") t.mixer = read_slot(v, field + ".mixer");
+      else if (key == "ffn") t.ffn = read_slot(v, field + ".ffn");
       else if (key != "layer") error(&v, field + "." + key, "unknown key; expected mixer or ffn" + did_you_mean(key, {"mixer", "ffn"}));
     }
-    if (!table->contains("mixer")) error(&n, field + ".mixer", "is required");
-    if (!table->contains("ffn")) error(&n, field + ".ffn", "is required");
+    if (!table->contains("mixer")) error(&n, field + ".mixer", "is required (a plugin table, or \"none\")");
+    if (!table->contains("ffn")) error(&n, field + ".ffn", "is required (a plugin table, or \"none\")");
+    if (t.mixer.none && t.ffn.none) error(&n, field, "mixer and ffn are both \"none\"; a layer needs at least one");
     return t;
   }
 
@@ -337,6 +350,7 @@ std::string SourcePos::str() const {
 }
 
 std::string PluginChoice::label() const {
+  if (none) return "none";
   return plugin + (impl ? "/" + *impl : "") + (version ? "@" + *version : "");
 }
 
@@ -359,6 +373,7 @@ nlohmann::json ExperimentConfig::to_json() const {
     j[f.key.substr(0, dot)][f.key.substr(dot + 1)] = f.write(*this);
   }
   auto choice = [](const PluginChoice& c) {
+    if (c.none) return nlohmann::json("none");
     nlohmann::json out = c.config;
     out["plugin"] = c.plugin;
     if (c.impl) out["impl"] = *c.impl;

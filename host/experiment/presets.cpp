@@ -17,7 +17,7 @@ namespace {
 
 // A mixer as the tables count it: the plugin, and whether attention is windowed.
 std::string mixer_kind(const PluginChoice& mixer) {
-  return mixer.plugin + (mixer.config.contains("window") ? " (window)" : "");
+  return (mixer.none ? std::string("none") : mixer.plugin) + (mixer.config.contains("window") ? " (window)" : "");
 }
 
 std::string moe_strategy(const ExperimentConfig& config) {

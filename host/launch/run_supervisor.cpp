@@ -34,9 +34,12 @@ std::filesystem::path new_run_dir(const RunOptions& options, const ExperimentCon
 // The worker: this executable, `host run --worker` on the folder made for it.
 std::vector<std::string> worker_argv(const RunOptions& options, const std::filesystem::path& run_dir) {
   std::vector<std::string> argv{std::filesystem::read_symlink("/proc/self/exe").string(), "run", "--worker"};
-  if (options.resume) return argv.insert(argv.end(), {"--resume", run_dir.string()}), argv;
-  argv.push_back(options.experiment.string());
+  if (options.resume) argv.insert(argv.end(), {"--resume", run_dir.string()});
+  else argv.push_back(options.experiment.string());
+  // On --resume, --set adds to the run's overrides (docs/distributed.md: the global batch at a new world size).
   for (const auto& s : options.overrides) argv.insert(argv.end(), {"--set", s});
+  if (options.resume) return argv;
+  if (options.init_from) argv.insert(argv.end(), {"--init-from", options.init_from->string()});
   argv.insert(argv.end(), {"--output-dir", run_dir.string()});
   return argv;
 }
@@ -114,7 +117,8 @@ int supervise_run(const RunOptions& options, int64_t nproc) {
     throw std::runtime_error("--nproc: RANK and WORLD_SIZE are already set by a launcher, which starts the processes");
   const bool writer = !launcher || launcher->rank == 0;  // creates and locks the folder, records failures
 
-  RunInputs inputs = options.resume ? resume_inputs(*options.resume) : RunInputs{options.experiment, options.overrides};
+  RunInputs inputs = options.resume ? resume_inputs(*options.resume) : RunInputs{options.experiment, {}};
+  inputs.overrides.insert(inputs.overrides.end(), options.overrides.begin(), options.overrides.end());
   ExperimentConfig config = load_experiment(inputs.experiment, inputs.overrides);
   auto problems = check_plugins(config, experiment_registry(config));
   if (!problems.empty()) throw ExperimentError(problems);

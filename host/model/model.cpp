@@ -7,7 +7,8 @@ namespace mixlab {
 std::vector<LayerSlots> create_layers(const ExperimentConfig& config, const Registry& registry) {
   std::vector<LayerSlots> layers;
   for (const auto& layer : config.layers()) {
-    auto make = [&](const PluginChoice& c) {
+    auto make = [&](const PluginChoice& c) -> std::shared_ptr<PluginInstance> {
+      if (c.none) return nullptr;
       return PluginInstance::create(registry.select({c.plugin, c.impl, c.version}), config.model.d_model,
                                     config.model.max_seq_len, c.config.dump());
     };
@@ -38,9 +39,10 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
   if (m.positional == "learned") add("pos_embed.weight", normal({m.max_seq_len, d}), false);
   for (size_t i = 0; i < layers_.size(); ++i) {
     std::string prefix = "layers." + std::to_string(i);
-    add_norm(prefix + ".norm1");
-    add_norm(prefix + ".norm2");
+    if (layers_[i].mixer) add_norm(prefix + ".norm1");
+    if (layers_[i].ffn) add_norm(prefix + ".norm2");
     for (auto [slot, inst] : {std::pair{"mixer", layers_[i].mixer}, std::pair{"ffn", layers_[i].ffn}}) {
+      if (!inst) continue;
       uint64_t seed = config.job.seed * 1000003ull + i * 2 + (std::string(slot) == "ffn");
       auto values = inst->init_params(torch::kFloat32, torch::kCPU, seed, m.init_std);
       for (size_t p = 0; p < values.size(); ++p)
@@ -100,6 +102,7 @@ ModelOutput Model::forward(const torch::Tensor& tokens, bool training, uint64_t 
     std::string prefix = "layers." + std::to_string(i);
     for (const char* slot : {"mixer", "ffn"}) {
       auto& inst = std::string(slot) == "mixer" ? layers_[i].mixer : layers_[i].ffn;
+      if (!inst) continue;
       std::string norm_name = prefix + (std::string(slot) == "mixer" ? ".norm1" : ".norm2");
       CallOptions call{training, seed * 1315423911ull + i * 2 + (std::string(slot) == "ffn")};
       auto r = inst->forward(pre ? norm(h, norm_name) : h, slot_params(i, slot), call);
@@ -121,7 +124,7 @@ ModelOutput Model::forward(const torch::Tensor& tokens, bool training, uint64_t 
 }
 
 bool Model::can_decode() const {
-  return std::all_of(layers_.begin(), layers_.end(), [](const LayerSlots& l) { return l.mixer->can_decode(); });
+  return std::all_of(layers_.begin(), layers_.end(), [](const LayerSlots& l) { return !l.mixer || l.mixer->can_decode(); });
 }
 
 Model::DecodeSession Model::start_decode(int64_t batch) {
@@ -129,7 +132,7 @@ Model::DecodeSession Model::start_decode(int64_t batch) {
   DecodeSession s;
   s.model_ = this;
   auto dtype = params_.front().tensor.scalar_type();
-  for (auto& l : layers_) s.mixer_states_.push_back(l.mixer->new_state(batch, dtype, device_));
+  for (auto& l : layers_) s.mixer_states_.push_back(l.mixer ? l.mixer->new_state(batch, dtype, device_) : nullptr);
   return s;
 }
 
@@ -140,14 +143,17 @@ torch::Tensor Model::DecodeSession::step(const torch::Tensor& tokens) {
   auto h = m.embed(tokens, position_, false);
   for (size_t i = 0; i < m.layers_.size(); ++i) {
     std::string prefix = "layers." + std::to_string(i);
-    auto params = m.slot_params(i, "mixer");
-    std::vector<torch::Tensor> detached;
-    for (const auto& p : params) detached.push_back(p.detach());
-    auto y = mixer_states_[i]->step(pre ? m.norm(h, prefix + ".norm1") : h, detached);
-    h = pre ? h + y : m.norm(h + y, prefix + ".norm1");
-    // FFNs are position-wise: their forward on the new tokens is their step.
-    auto f = m.layers_[i].ffn->forward(pre ? m.norm(h, prefix + ".norm2") : h, m.slot_params(i, "ffn")).y;
-    h = pre ? h + f : m.norm(h + f, prefix + ".norm2");
+    if (m.layers_[i].mixer) {
+      std::vector<torch::Tensor> detached;
+      for (const auto& p : m.slot_params(i, "mixer")) detached.push_back(p.detach());
+      auto y = mixer_states_[i]->step(pre ? m.norm(h, prefix + ".norm1") : h, detached);
+      h = pre ? h + y : m.norm(h + y, prefix + ".norm1");
+    }
+    if (m.layers_[i].ffn) {
+      // FFNs are position-wise: their forward on the new tokens is their step.
+      auto f = m.layers_[i].ffn->forward(pre ? m.norm(h, prefix + ".norm2") : h, m.slot_params(i, "ffn")).y;
+      h = pre ? h + f : m.norm(h + f, prefix + ".norm2");
+    }
   }
   position_ += tokens.size(1);
   return m.head(h);

@@ -1,7 +1,8 @@
 // The language model: token (and optional position) embeddings, a stack of
 // layers `norm -> mixer plugin -> residual -> norm -> ffn plugin -> residual`
-// (pre- or post-norm), a final norm and the LM head. Everything that differs
-// between architectures is a plugin; the host owns every parameter.
+// (pre- or post-norm; a layer may lack either branch), a final norm and the LM
+// head. Everything that differs between architectures is a plugin; the host owns
+// every parameter.
 #pragma once
 
 #include "experiment/config.hpp"
@@ -22,6 +23,7 @@ struct NamedParam {
   bool weight_decay = true;
 };
 
+// A slot the experiment marks "none" holds no instance (nullptr).
 struct LayerSlots {
   std::shared_ptr<PluginInstance> mixer;
   std::shared_ptr<PluginInstance> ffn;

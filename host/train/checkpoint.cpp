@@ -136,6 +136,36 @@ CheckpointCheck verify_checkpoint(const std::filesystem::path& dir) {
     if (ec) {
       check.problem = file.string() + " is missing";
       return check;
+
+void assign_weights(const SafetensorsFile& weights, const std::filesystem::path& file, Model& model) {
+  std::map<std::string, torch::Tensor> by_name(weights.tensors.begin(), weights.tensors.end());
+  std::vector<std::string> problems;
+  for (const auto& p : model.parameters()) {
+    auto it = by_name.find(p.name);
+    if (it == by_name.end()) problems.push_back("missing    " + p.name + " " + c10::str(p.tensor.sizes()));
+    else if (it->second.sizes() != p.tensor.sizes())
+      problems.push_back("shape      " + p.name + " is " + shape(it->second) + " in the file, the model expects " +
+                         shape(p.tensor));
+    else if (it->second.scalar_type() != p.tensor.scalar_type())
+      problems.push_back("dtype      " + p.name + " is " + c10::toString(it->second.scalar_type()) +
+                         " in the file, the model expects " + c10::toString(p.tensor.scalar_type()));
+  }
+  std::set<std::string> expected;
+  for (const auto& p : model.parameters()) expected.insert(p.name);
+  for (const auto& [name, t] : weights.tensors)
+    if (!expected.count(name)) problems.push_back("unexpected " + name + " " + c10::str(t.sizes()));
+  if (!problems.empty()) {
+    std::string msg = file.string() + ": the weights do not match the experiment's model (" +
+                      std::to_string(problems.size()) + " tensor" + (problems.size() == 1 ? "" : "s") + "):";
+    for (const auto& p : problems) msg += "\n  " + p;
+    throw std::runtime_error(msg);
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& p : model.parameters()) p.tensor.copy_(by_name.at(p.name));
+}
+
+void load_weights(const std::filesystem::path& file, Model& model) { assign_weights(load_safetensors(file), file, model); }
+
     }
     if (bytes != entry["bytes"].get<uint64_t>()) {
       check.problem = file.string() + " has " + std::to_string(bytes) + " bytes, DONE says " +
@@ -192,9 +222,10 @@ TrainerState load_checkpoint(const std::filesystem::path& dir, Model& model, tor
   if (step_meta->second != std::to_string(state.step))
     throw std::runtime_error(state_file.string() + ": field \"step\" is " + std::to_string(state.step) + ", but " +
                              weights_file.string() + " holds the weights of step " + step_meta->second);
-  std::map<std::string, torch::Tensor> by_name(weights.tensors.begin(), weights.tensors.end());
-  std::set<std::string> model_names;
-  // A tensor that must match a parameter's shape and dtype.
+  assign_weights(weights, weights_file, model);
+  if (!optimizer) return state;
+
+  // An optimizer moment must match its parameter's shape and dtype.
   auto require_like = [](const std::filesystem::path& file, const std::string& name, const torch::Tensor& t,
                          const torch::Tensor& param) {
     if (t.sizes() != param.sizes())
@@ -204,21 +235,6 @@ TrainerState load_checkpoint(const std::filesystem::path& dir, Model& model, tor
       throw std::runtime_error(file.string() + ": tensor " + name + " has dtype " + c10::toString(t.scalar_type()) +
                                ", the model expects " + c10::toString(param.scalar_type()));
   };
-  for (const auto& p : model.parameters()) {
-    model_names.insert(p.name);
-    auto it = by_name.find(p.name);
-    if (it == by_name.end()) throw std::runtime_error(weights_file.string() + ": no tensor " + p.name + " (the model has it)");
-    require_like(weights_file, p.name, it->second, p.tensor);
-  }
-  for (const auto& [name, t] : by_name)
-    if (!model_names.count(name))
-      throw std::runtime_error(weights_file.string() + ": tensor " + name + " is not a parameter of this model");
-  {
-    torch::NoGradGuard no_grad;
-    for (const auto& p : model.parameters()) p.tensor.copy_(by_name.at(p.name));
-  }
-  if (!optimizer) return state;
-
   auto moments = load_safetensors(optimizer_file);
   std::map<std::string, torch::Tensor> m(moments.tensors.begin(), moments.tensors.end());
   std::set<std::string> known{"rng.cpu"};

@@ -9,6 +9,7 @@
 
 #include "model/model.hpp"
 #include "train/trainer_state.hpp"
+#include "model/safetensors.hpp"
 
 #include <torch/torch.h>
 
@@ -23,6 +24,11 @@ void save_checkpoint(const std::filesystem::path& run_dir, const Model& model, t
 
 // The newest complete (DONE) checkpoint folder, if any; its files are not checked.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
+
+// Copies a weights file (mixlab names) into the model's parameters. Throws naming the file and
+// listing every missing, unexpected and mis-shaped tensor unless names and shapes match exactly.
+void load_weights(const std::filesystem::path& file, Model& model);
+void assign_weights(const SafetensorsFile& weights, const std::filesystem::path& file, Model& model);
 
 // Checks a checkpoint's files against the sizes and SHA-256 sums its DONE lists.
 // `problem` is empty when they match, else it names the damaged (or missing) file.

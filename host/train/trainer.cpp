@@ -101,6 +101,10 @@ nlohmann::json model_facts(const Model& model, const ExperimentConfig& config, d
   for (size_t i = 0; i < model.layers().size(); ++i) {
     nlohmann::json layer{{"index", i}};
     for (auto [slot, inst] : {std::pair{"mixer", model.layers()[i].mixer}, std::pair{"ffn", model.layers()[i].ffn}}) {
+      if (!inst) {  // a slot marked "none"
+        layer[slot] = "none";
+        continue;
+      }
       const auto& ref = inst->ref();
       auto cost = inst->cost(config.data.seq_len, 4);
       plugin_total += static_cast<double>(inst->n_parameters());
@@ -146,6 +150,17 @@ TrainerState resume_state(const std::filesystem::path& run_dir, Model& model, to
   dataset.set_position(state.data_position);
   log::info("resumed from " + ckpt->string() + " at step " + std::to_string(state.step));
   return state;
+}
+
+// --init-from: the weights of another model folder, a fresh optimizer; a resumed run keeps its own.
+void start_from_weights(const RunOptions& options, Model& model) {
+  if (!options.init_from) return;
+  if (options.resume) {
+    log::warn("--init-from " + options.init_from->string() + " ignored: a resumed run continues from its checkpoint");
+    return;
+  }
+  init_weights_from(*options.init_from, model);
+  log::info("initial weights from " + find_model_folder(*options.init_from).weights.string());
 }
 
 }  // namespace
@@ -209,6 +224,7 @@ int run_experiment(const RunOptions& options) {
 
   torch::manual_seed(config.job.seed);
   Model model(config, registry, dataset->tokenizer().vocab_size(), device);
+  start_from_weights(options, model);
   double active_params = 0, flops_per_token = 0;
   nlohmann::json facts = model_facts(model, config, active_params, flops_per_token);
 

@@ -15,6 +15,7 @@ struct RunOptions {
   std::vector<std::string> overrides;            // --set key=value
   std::optional<std::filesystem::path> resume;   // --resume RUN_DIR
   std::optional<std::filesystem::path> run_dir;  // --output-dir
+  std::optional<std::filesystem::path> init_from;  // --init-from DIR: start from its weights (ignored on resume)
 };
 
 // Returns the process exit code (0 success, 1 error, 3 non-finite loss, 130 interrupted).
