@@ -239,4 +239,46 @@ TEST_CASE("distributed: a killed rank stops the other within the timeout, naming
   CHECK(m["error"].get<std::string>().find("rank 1") != std::string::npos);
 }
 
+TEST_CASE("distributed: a hung rank fails the other after training.dist_timeout_s, naming it (plain environment)") {
+  auto dir = scratch("dp-hung");
+  const int port = free_port();
+  auto base = " run " + tiny() + " --output-dir " + dir.string() + settings(4, 100000) + plugins() +
+              " --set training.dist_timeout_s=3";
+  const std::string log0 = dir.string() + ".0.log", log1 = dir.string() + ".1.log";
+  // Rank 1 is stopped (SIGSTOP) after step 3: rank 0's next collective times out.
+  auto r = run_command("(" + plain_env(0, 2, port) + host_exe() + base + " > " + log0 + " 2>&1 & p0=$!; " +
+                       plain_env(1, 2, port) + host_exe() + base + " > " + log1 + " 2>&1 & p1=$!; " +
+                       "for i in $(seq 600); do grep -q 'step 3/' " + log1 + " && break; sleep 0.1; done; " +
+                       "kill -STOP $p1; wait $p0; a=$?; kill -9 $p1; cat " + log0 + "; echo \"exit $a\")");
+  INFO(r.output);
+  CHECK(r.output.find("rank 1 stopped responding") != std::string::npos);
+  CHECK(r.output.find("exit 1") != std::string::npos);
+  CHECK(read_json(dir / "manifest.json")["status"] == "failed");
+}
+
+TEST_CASE("distributed: SIGTERM to one rank stops both at the same step; rank 0 checkpoints it (plain environment)") {
+  auto dir = scratch("dp-term");
+  const int port = free_port();
+  auto base = " run " + tiny() + " --output-dir " + dir.string() + settings(4, 100000) + plugins();
+  const std::string log0 = dir.string() + ".0.log", log1 = dir.string() + ".1.log";
+  auto r = run_command("(" + plain_env(0, 2, port) + host_exe() + base + " > " + log0 + " 2>&1 & p0=$!; " +
+                       plain_env(1, 2, port) + host_exe() + base + " > " + log1 + " 2>&1 & p1=$!; " +
+                       "for i in $(seq 600); do grep -q 'step 3/' " + log1 + " && break; sleep 0.1; done; " +
+                       "kill -TERM $p1; wait $p1; b=$?; wait $p0; a=$?; cat " + log0 + " " + log1 +
+                       "; echo \"exit $a $b\")");
+  INFO(r.output);
+  CHECK(r.output.find("exit 130 130") != std::string::npos);
+  auto m = read_json(dir / "manifest.json");
+  CHECK(m["status"] == "interrupted");
+  const int64_t step = m["results"]["steps"];
+  // Both ranks name the same step, and rank 0's checkpoint is that step.
+  const std::string stopped = "interrupted at step " + std::to_string(step);
+  const auto first = r.output.find(stopped);
+  REQUIRE(first != std::string::npos);
+  CHECK(r.output.find(stopped, first + 1) != std::string::npos);
+  char ckpt[32];
+  std::snprintf(ckpt, sizeof ckpt, "step-%08lld", static_cast<long long>(step));
+  CHECK(std::filesystem::exists(dir / "checkpoints" / ckpt / "DONE"));
+}
+
 }  // TEST_SUITE
