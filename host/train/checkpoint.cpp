@@ -136,6 +136,27 @@ CheckpointCheck verify_checkpoint(const std::filesystem::path& dir) {
     if (ec) {
       check.problem = file.string() + " is missing";
       return check;
+    }
+    if (bytes != entry["bytes"].get<uint64_t>()) {
+      check.problem = file.string() + " has " + std::to_string(bytes) + " bytes, DONE says " +
+                      std::to_string(entry["bytes"].get<uint64_t>());
+      return check;
+    }
+    std::string sum;
+    try {
+      sum = sha256_file(file);
+    } catch (const std::exception& e) {
+      check.problem = e.what();
+      return check;
+    }
+    if (sum != entry["sha256"].get<std::string>()) {
+      check.problem = file.string() + " does not match its SHA-256 in DONE (its bytes changed)";
+      return check;
+    }
+  }
+  check.verified = true;
+  return check;
+}
 
 void assign_weights(const SafetensorsFile& weights, const std::filesystem::path& file, Model& model) {
   std::map<std::string, torch::Tensor> by_name(weights.tensors.begin(), weights.tensors.end());
@@ -165,28 +186,6 @@ void assign_weights(const SafetensorsFile& weights, const std::filesystem::path&
 }
 
 void load_weights(const std::filesystem::path& file, Model& model) { assign_weights(load_safetensors(file), file, model); }
-
-    }
-    if (bytes != entry["bytes"].get<uint64_t>()) {
-      check.problem = file.string() + " has " + std::to_string(bytes) + " bytes, DONE says " +
-                      std::to_string(entry["bytes"].get<uint64_t>());
-      return check;
-    }
-    std::string sum;
-    try {
-      sum = sha256_file(file);
-    } catch (const std::exception& e) {
-      check.problem = e.what();
-      return check;
-    }
-    if (sum != entry["sha256"].get<std::string>()) {
-      check.problem = file.string() + " does not match its SHA-256 in DONE (its bytes changed)";
-      return check;
-    }
-  }
-  check.verified = true;
-  return check;
-}
 
 std::optional<std::filesystem::path> newest_intact_checkpoint(const std::filesystem::path& run_dir) {
   auto all = complete_checkpoints(run_dir);
