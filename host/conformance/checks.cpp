@@ -353,6 +353,7 @@ Outcome check_causality(const Fixture& f) {
   auto x = f.input(2, T, torch::kFloat64, f.subject.seed);
   torch::NoGradGuard ng;
   auto y = f.inst->forward(x, params).y;
+  if (!testing::all_finite(y)) return fail("y has NaN or infinity: perturbations cannot be compared");
   double bound = f.ref.impl->causality_bound;
   double scale = std::max(1.0, y.abs().max().item<double>());
   double worst = 0.0;
@@ -428,6 +429,8 @@ Outcome check_determinism(const Fixture& f) {
     return out;
   };
   auto a = run(), b = run();
+  for (const auto& t : a)
+    if (!testing::all_finite(t)) return fail("outputs or gradients hold NaN or infinity");
   for (size_t i = 0; i < a.size(); ++i)
     if (!bitwise_equal(a[i], b[i]))
       return fail(std::string(i == 0 ? "outputs" : i == 1 ? "grad x" : "grad " + f.inst->params()[i - 2].name) +

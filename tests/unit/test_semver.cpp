@@ -33,5 +33,5 @@ TEST_CASE("semver: numbers beyond an int and very long texts are malformed, not 
   CHECK_FALSE(Version::parse("1.99999999999.0").has_value());  // std::stoi would throw out_of_range
   CHECK_FALSE(Version::parse(std::string(100000, '1') + ".0.0").has_value());  // the regex would recurse that deep
   CHECK(Version::parse("999999999.0.0").has_value());
-  CHECK(check_requirement("^99999999999").find("malformed") != std::string::npos);
+  CHECK(mixlab::check_requirement("^99999999999").find("malformed") != std::string::npos);
 }
