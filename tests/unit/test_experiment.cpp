@@ -65,10 +65,10 @@ TEST_CASE("experiment: invalid files give positioned, specific messages") {
     std::string edit_from, edit_to, expected;
   };
   std::vector<Case> cases{
-      {"d_model = 16", "d_model = -3", ".toml:4:11: model.d_model: expected an integer >= 1, got -3"},
+      {"d_model = 16", "d_model = -3", ".toml:4:11: model.d_model: expected an integer in 1 .. 65536, got -3"},
       {"d_model = 16", "d_modle = 16", "model.d_modle: unknown key (did you mean \"d_model\"?)"},
       {"[training]", "[trainng]", "trainng: unknown section (did you mean \"training\"?)"},
-      {"steps = 10", "steps = \"ten\"", "training.steps: expected an integer >= 1, got \"ten\""},
+      {"steps = 10", "steps = \"ten\"", "training.steps: expected an integer in 1 .. 1000000000, got \"ten\""},
       {"template = \"a\"", "template = \"b\"", "no template named \"b\""},
       {"seq_len = 16", "seq_len = 64", "data.seq_len: seq_len 64 exceeds model.max_seq_len 32"},
       {"[job]", "[job]\nnorm = 1", "job.norm: unknown key"},
@@ -85,7 +85,7 @@ TEST_CASE("experiment: invalid files give positioned, specific messages") {
     INFO(c.expected, " in:\n", msg);
     CHECK(msg.find(c.expected) != std::string::npos);
   }
-  CHECK(problems(kValid, {"training.steps=0"}).find("--set training.steps=0: training.steps: expected an integer >= 1, got 0") != std::string::npos);
+  CHECK(problems(kValid, {"training.steps=0"}).find("--set training.steps=0: training.steps: expected an integer in 1 .. 1000000000, got 0") != std::string::npos);
   CHECK(problems(kValid, {"nonsense"}).find("expected key=value") != std::string::npos);
   CHECK_THROWS_WITH_AS(load_experiment("/no/such/file.toml"), doctest::Contains("no such experiment file"),
                        ExperimentError);
