@@ -18,6 +18,11 @@ inline CommandResult host(const std::string& args) {
   return run_command(std::string(MIXLAB_HOST_EXE) + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR);
 }
 
+// stdout alone, for commands that print JSON (warnings go to stderr).
+inline CommandResult host_stdout(const std::string& args) {
+  return run_command(std::string(MIXLAB_HOST_EXE) + " " + args + " --plugin-path " + MIXLAB_TEST_PLUGIN_DIR, false);
+}
+
 inline std::string tiny_experiment() { return std::string(MIXLAB_SOURCE_DIR) + "/tests/experiments/tiny.toml"; }
 
 // A path under the temp directory, private to this test process: absent, its parent present.

@@ -15,9 +15,10 @@ struct CommandResult {
   std::string output;
 };
 
-inline CommandResult run_command(const std::string& command) {
+// stdout and stderr together; with `with_stderr` false, stdout alone (for JSON output).
+inline CommandResult run_command(const std::string& command, bool with_stderr = true) {
   CommandResult r;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  FILE* pipe = popen((command + (with_stderr ? " 2>&1" : " 2>/dev/null")).c_str(), "r");
   if (!pipe) return r;
   std::array<char, 4096> buf{};
   while (fgets(buf.data(), buf.size(), pipe)) r.output += buf.data();
