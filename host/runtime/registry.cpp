@@ -1,9 +1,8 @@
 #include "runtime/registry.hpp"
 
-#include "util/log.hpp"
-
 #include <algorithm>
 #include <cstdlib>
+#include <iostream>
 #include <set>
 #include <sstream>
 
@@ -48,9 +47,10 @@ void Registry::add_folder(const std::filesystem::path& folder) {
   for (const auto& entry : std::filesystem::directory_iterator(canonical, ec))
     if (entry.path().extension() == ".so") files.push_back(entry.path());
   std::sort(files.begin(), files.end());  // deterministic: the first of two duplicates wins
-  // One bad library is reported and skipped; the others still load.
+  // One bad library is reported and skipped; the others still load. On stderr:
+  // stdout may be a command's JSON.
   for (const auto& f : files)
-    if (!add_file(f)) log::warn("skipping plugin file " + refused_.back().second);
+    if (!add_file(f)) std::cerr << "warning: skipping plugin file " << refused_.back().second << std::endl;
 }
 
 bool Registry::add_file(const std::filesystem::path& file) {

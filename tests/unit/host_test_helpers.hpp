@@ -23,6 +23,11 @@ inline CommandResult host(const std::string& args, int timeout_s = 0) {
   return run_command(host_command(args), timeout_s);
 }
 
+// stdout alone, for commands that print JSON (warnings go to stderr).
+inline CommandResult host_stdout(const std::string& args) {
+  return run_command(host_command(args), 0, /*with_stderr=*/false);
+}
+
 inline std::string tiny_experiment() { return std::string(MIXLAB_SOURCE_DIR) + "/tests/experiments/tiny.toml"; }
 
 // A path under the temp directory, private to this test process: absent, its parent present.

@@ -77,7 +77,7 @@ void check_preset(const fs::path& file, bool mini) {
   if (mini) CHECK(c.model.dropout == doctest::Approx(0.1));
 
   // Size at full scale (explain counts the embeddings without training the tokenizer).
-  auto explain = host("explain " + file.string() + " --json");
+  auto explain = mixlab::test::host_stdout("explain " + file.string() + " --json");
   INFO(explain.output);
   REQUIRE(explain.exit_code == 0);
   const auto e = nlohmann::json::parse(explain.output);
@@ -126,7 +126,7 @@ TEST_SUITE("presets") {
   }
 
   TEST_CASE("presets: host presets lists them in order; --table, show and an unknown name") {
-    auto list = host("presets --json");
+    auto list = mixlab::test::host_stdout("presets --json");
     INFO(list.output);
     REQUIRE(list.exit_code == 0);
     auto presets = nlohmann::json::parse(list.output);
@@ -145,7 +145,7 @@ TEST_SUITE("presets") {
                                 [](const nlohmann::json& p) { return p["name"] == "arch_expert_mixtral_moe_mini"; });
     CHECK((*mixtral)["moe"].get<std::string>().find("on 12/12 layers") != std::string::npos);
 
-    auto table = host("presets --table");
+    auto table = mixlab::test::host_stdout("presets --table");
     REQUIRE(table.exit_code == 0);
     CHECK(std::count(table.output.begin(), table.output.end(), '\n') == static_cast<long>(presets.size()) + 2);
 

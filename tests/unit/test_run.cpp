@@ -45,7 +45,7 @@ TEST_CASE("run: a tiny run learns, beats the unigram baseline and writes its art
   int64_t total = 0;
   for (const auto& [name, t] : weights.tensors) total += t.numel();
   CHECK(total == m["model"]["params_total"].get<int64_t>());
-  auto explain = host("explain " + tiny() + " --json" + cache_args());
+  auto explain = mixlab::test::host_stdout("explain " + tiny() + " --json" + cache_args());
   REQUIRE(explain.exit_code == 0);
   CHECK(nlohmann::json::parse(explain.output)["params_total"].get<double>() == static_cast<double>(total));
 }
