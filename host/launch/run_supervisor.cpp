@@ -6,6 +6,7 @@
 #include "launch/torchrun_env.hpp"
 #include "launch/worker_group.hpp"
 #include "runtime/registry.hpp"
+#include "train/launch_env.hpp"
 #include "train/run_folder.hpp"
 #include "util/interrupt_signals.hpp"
 #include "util/log.hpp"
@@ -20,9 +21,9 @@ constexpr double kStopGraceSeconds = 5;  // SIGTERM to SIGKILL when workers are 
 
 // Every rank must find the same folder without talking to the others (a default name has a random part).
 std::filesystem::path new_run_dir(const RunOptions& options, const ExperimentConfig& config,
-                                  const std::optional<LauncherRank>& launcher) {
+                                  const std::optional<LaunchEnv>& launcher) {
   if (options.run_dir) return *options.run_dir;
-  if (launcher && launcher->world_size > 1 && config.job.output_dir.empty()) {
+  if (launcher && config.job.output_dir.empty()) {
     if (!launcher->run_id.empty()) return std::filesystem::path("runs") / (config.job.name + "-" + launcher->run_id);
     throw std::runtime_error("host run with WORLD_SIZE = " + std::to_string(launcher->world_size) +
                              ": every rank must name the same run folder; give --output-dir (or job.output_dir, "
@@ -111,7 +112,7 @@ class Conclusion {
 
 int supervise_run(const RunOptions& options, int64_t nproc) {
   InterruptSignals signals;  // from here on a stop signal is noted, acted on between the steps below
-  auto launcher = launcher_rank();
+  auto launcher = LaunchEnv::from_environment();
   if (nproc < 1) throw std::runtime_error("--nproc must be >= 1");
   if (launcher && nproc > 1)
     throw std::runtime_error("--nproc: RANK and WORLD_SIZE are already set by a launcher, which starts the processes");

@@ -11,33 +11,6 @@
 #include <unistd.h>
 
 namespace mixlab {
-namespace {
-
-int64_t env_count(const char* name, int64_t min) {
-  const char* v = std::getenv(name);
-  if (!v) throw std::runtime_error(std::string(name) + " is not set (RANK and WORLD_SIZE come together)");
-  char* end = nullptr;
-  errno = 0;
-  long long n = std::strtoll(v, &end, 10);
-  if (end == v || *end != '\0' || errno != 0 || n < min)
-    throw std::runtime_error(std::string("environment variable ") + name + " = \"" + v +
-                             "\": expected an integer >= " + std::to_string(min));
-  return n;
-}
-
-}  // namespace
-
-std::optional<LauncherRank> launcher_rank() {
-  if (!std::getenv("RANK") && !std::getenv("WORLD_SIZE")) return std::nullopt;
-  LauncherRank r;
-  r.rank = env_count("RANK", 0);
-  r.world_size = env_count("WORLD_SIZE", 1);
-  if (r.rank >= r.world_size)
-    throw std::runtime_error("RANK = " + std::to_string(r.rank) +
-                             " is not below WORLD_SIZE = " + std::to_string(r.world_size));
-  if (const char* id = std::getenv("TORCHELASTIC_RUN_ID"); id && std::string(id) != "none") r.run_id = id;
-  return r;
-}
 
 std::map<std::string, std::optional<std::string>> torchrun_env(int64_t rank, int64_t nproc, int port) {
   return {{"RANK", std::to_string(rank)},

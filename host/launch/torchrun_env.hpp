@@ -1,6 +1,6 @@
-// The environment of torchrun's workers, which the distributed training side
-// reads: RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK,
-// MASTER_ADDR, MASTER_PORT. `host run --nproc N` sets it for its N workers;
+// The environment of torchrun's workers (read back by train/launch_env.hpp):
+// RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR,
+// MASTER_PORT. `host run --nproc N` sets it for its N workers;
 // under an external launcher (torchrun --no-python build/host run ...) each
 // `host run` finds it already set and passes it through.
 #pragma once
@@ -11,16 +11,6 @@
 #include <string>
 
 namespace mixlab {
-
-// This process's place in a job started by an external launcher, if any.
-struct LauncherRank {
-  int64_t rank = 0;
-  int64_t world_size = 1;
-  std::string run_id;  // TORCHELASTIC_RUN_ID, "" when unset or "none"
-};
-
-// RANK and WORLD_SIZE from the environment; nothing when neither is set. Throws on malformed values.
-std::optional<LauncherRank> launcher_rank();
 
 // The variables of worker `rank` out of `nproc` on this machine (MASTER_PORT: `port`).
 // TORCHELASTIC_USE_AGENT_STORE is removed: rank 0's worker hosts the c10d store.

@@ -7,6 +7,7 @@
 
 #include "data/dataset.hpp"
 #include "experiment/config.hpp"
+#include "train/launch_env.hpp"
 #include "runtime/registry.hpp"
 
 #include <nlohmann/json.hpp>
@@ -23,31 +24,11 @@
 
 namespace mixlab {
 
-// The environment torchrun gives every worker (or the user sets by hand).
-struct LaunchEnv {
-  int rank = 0;
-  int world_size = 1;
-  int local_rank = 0;
-  int local_world_size = 1;
-  std::string master_addr;
-  int master_port = 0;
-  bool agent_store = false;  // TORCHELASTIC_USE_AGENT_STORE=True: torchrun's agent hosts the store
-  std::string run_id;        // TORCHELASTIC_RUN_ID, "" when unset
-  int restart_count = 0;     // TORCHELASTIC_RESTART_COUNT
-
-  // nullopt when WORLD_SIZE is unset (a single process); throws std::runtime_error
-  // naming the variable when the environment is partial or malformed.
-  static std::optional<LaunchEnv> from_environment();
-};
-
 // A collective failed or timed out; the message names the rank(s) responsible.
 class DistributedError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// ATen threads for training.threads = 0: OMP_NUM_THREADS when set (torchrun sets 1
-// for several processes per node), else the cores shared among the local ranks.
-int default_thread_count();
 
 class DataParallel {
  public:

@@ -262,6 +262,7 @@ int run_experiment(const RunOptions& options) {
       {"command", options.resume ? "host run --resume " + run_dir.string() : "host run " + options.experiment.string()},
       {"experiment_file", std::filesystem::absolute(experiment_file).string()},
       {"overrides", overrides},
+      {"init_from", options.init_from && !options.resume ? nlohmann::json(options.init_from->string()) : nullptr},
       {"config", resolved},
       {"config_sha256", sha256_string(resolved.dump())},
       {"seed", config.job.seed},

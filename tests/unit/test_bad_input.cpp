@@ -44,7 +44,7 @@ void write(const std::filesystem::path& file, const std::string& text) {
 TEST_SUITE("bad_input") {
 
 TEST_CASE("bad input: training memory is estimated, and what cannot fit is refused before allocating") {
-  auto r = host("explain " + tiny() + " --json");
+  auto r = mixlab::test::host_stdout("explain " + tiny() + " --json");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   auto report = nlohmann::json::parse(r.output);
@@ -140,6 +140,7 @@ TEST_CASE("bad input: every error names its file or --set, and no library text r
     write(root / name / "overrides.json", text);
     std::filesystem::copy_file(tiny(), root / name / "experiment.toml");
   }
+  write(root / "numbers" / "model.safetensors", "");  // a model folder: its experiment is read before its weights
   struct Case {
     std::string args, expected;
   };
@@ -160,7 +161,7 @@ TEST_CASE("bad input: every error names its file or --set, and no library text r
       {"run --resume " + (root / "object").string(), (root / "object" / "overrides.json").string() + ": expected a JSON list"},
       {"generate " + (root / "numbers").string(), (root / "numbers" / "overrides.json").string() + ": expected a JSON list"},
       {"run --resume " + (root / "missing-run").string(), (root / "missing-run").string() + ": not a run folder"},
-      {"run " + tiny() + " --output-dir /dev/null/run" + cache_args(), "/dev/null/run: Not a directory"},
+      {"run " + tiny() + " --output-dir /dev/null/run" + cache_args(), "cannot create /dev/null/run.tmp (Not a directory)"},
   };
   for (const auto& c : cases) check_refused(host(c.args, 300), c.expected);
 }

@@ -3,20 +3,18 @@
 // Two ranks with half the batch follow the one-process trajectory; checkpoints resume at
 // another world size; mismatched ranks are refused; a killed rank is named. Its own
 // ctest entry (`distributed`): about a minute of several processes.
+#include "host_test_helpers.hpp"
+#include "launch/torchrun_env.hpp"
 #include "model/safetensors.hpp"
 #include "train/data_parallel.hpp"
-#include "host_test_helpers.hpp"
 
 #include <doctest/doctest.h>
-
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <thread>
 
+using mixlab::free_port;
 using mixlab::test::cache_args;
 using mixlab::test::read_json;
 using mixlab::test::read_jsonl;
@@ -42,19 +40,6 @@ std::string plugins() { return std::string(" --plugin-path ") + MIXLAB_TEST_PLUG
 std::string torchrun(int nproc, const std::string& args) {
   return "env -u WORLD_SIZE -u RANK -u OMP_NUM_THREADS python3 -m torch.distributed.run --standalone --nproc-per-node " +
          std::to_string(nproc) + " --no-python " + host_exe() + " " + args + plugins();
-}
-
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // The plain environment for rank `rank` of `world` (no torchrun).
@@ -177,6 +162,13 @@ TEST_CASE("distributed: 2 ranks with batch B/2 follow 1 process with batch B; th
   REQUIRE(r2.exit_code == 0);
   CHECK(r2.output.find("[rank 1]") != std::string::npos);  // every rank's lines carry its rank
   check_same_run(single, pair, steps, 1e-5);
+  // `host run --nproc 2` is its own launcher: the same run as torchrun's.
+  auto own = scratch("dp-nproc");
+  auto r3 = run_command("env -u WORLD_SIZE -u RANK -u OMP_NUM_THREADS " + host_exe() + " run --nproc 2 " + tiny() +
+                        " --output-dir " + own.string() + settings(4, steps) + plugins());
+  INFO(r3.output);
+  REQUIRE(r3.exit_code == 0);
+  check_same_run(single, own, steps, 1e-5);
 
   auto m = read_json(pair / "manifest.json");
   CHECK(m["status"] == "completed");

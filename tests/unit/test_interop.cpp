@@ -205,7 +205,8 @@ TEST_SUITE("interop") {
 
     // Not a model folder.
     fs::create_directories(dir / "empty");
-    r = host("forward " + (dir / "empty").string() + " --input x --output y");
+    std::ofstream(dir / "ids.txt") << "1 2 3\n";
+    r = host("forward " + (dir / "empty").string() + " --input " + (dir / "ids.txt").string() + " --output y");
     CHECK(r.exit_code == 1);
     CHECK(r.output.find((dir / "empty").string() + ": not a run, checkpoint, compile or import folder") != std::string::npos);
 
