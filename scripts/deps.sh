@@ -5,6 +5,7 @@
 set -euo pipefail
 
 TORCH_VERSION="2.15.0"  # keep in sync with MIXLAB_TORCH_VERSION in CMakeLists.txt
+TRANSFORMERS_VERSION="5.24.0"  # the interop test's peer (docs/interop.md)
 APT_PACKAGES=(
   g++ cmake ninja-build ccache pkg-config make
   libboost-dev libssl-dev libdlpack-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
@@ -13,7 +14,7 @@ APT_PACKAGES=(
   clang libclang-rt-14-dev  # the libFuzzer targets (scripts/fuzz.sh)
   libgloo-dev  # Gloo's headers for c10d's ProcessGroupGloo.hpp (declarations only; docs/dependencies.md)
 )
-PIP_PACKAGES=("torch==${TORCH_VERSION}" "safetensors" "numpy" "transformers")  # transformers: the interop test
+PIP_PACKAGES=("torch==${TORCH_VERSION}" "safetensors" "numpy" "transformers==${TRANSFORMERS_VERSION}")
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -30,7 +31,8 @@ fi
 if ! python3 - <<PY 2>/dev/null
 import importlib.metadata as m
 assert m.version("torch").split("+")[0] == "${TORCH_VERSION}"
-m.version("safetensors"); m.version("numpy"); m.version("transformers")
+m.version("safetensors"); m.version("numpy")
+assert m.version("transformers") == "${TRANSFORMERS_VERSION}"
 PY
 then
   echo "deps: installing ${PIP_PACKAGES[*]} from PyPI (LibTorch comes from the torch wheel)"
