@@ -4,6 +4,7 @@
 #include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "experiment/presets.hpp"
+#include "launch/run_supervisor.hpp"
 #include "runtime/registry.hpp"
 #include "train/comparison.hpp"
 #include "train/compile_model.hpp"
@@ -99,10 +100,14 @@ void add_study_commands(CLI::App& app, Action& action) {
   cmp->add_option("--set", compare.overrides, "override a field in every experiment: key=value (repeatable)")
       ->type_name("KEY=VALUE");
   cmp->add_option("--output-dir", compare_dir, "comparison folder (default runs/compare-<utc>)");
+  static int64_t compare_nproc = 1;
+  cmp->add_option("--nproc", compare_nproc, "training processes per run (data parallel, as host run --nproc)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}));
   cmp->callback([&] {
     action = [&] {
       compare.experiments.assign(compare_files.begin(), compare_files.end());
       compare.output_dir = compare_dir;
+      compare.train = [](const RunOptions& run) { return supervise_run(run, compare_nproc); };
       auto c = run_comparison(compare);
       std::cout << "\n" << comparison_markdown(c);
       for (const auto& e : c["experiments"])

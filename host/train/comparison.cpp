@@ -168,12 +168,15 @@ nlohmann::json run_comparison(const CompareOptions& options) {
         auto overrides = options.overrides;
         overrides.push_back("job.seed=" + seed.dump());
         std::cout << "== " << names[x] << ", seed " << seed << " -> " << run_dir.string() << std::endl;
+        int code = 1;
         try {
-          create_run_folder(run_dir, {options.experiments[x], overrides});
-          run_experiment({options.experiments[x], overrides, std::nullopt, run_dir});
+          code = options.train({options.experiments[x], overrides, std::nullopt, run_dir});
         } catch (const std::exception& err) {
           std::cerr << names[x] << " seed " << seed << ": " << err.what() << "\n";
         }
+        if (code == 130)
+          throw std::runtime_error("compare: interrupted during " + names[x] + ", seed " + seed.dump() +
+                                   "; run the same command again to continue (completed runs are reused)");
         manifest = read_manifest(run_dir);
       }
       auto r = run_numbers(manifest.is_null() ? nlohmann::json::object() : manifest);

@@ -8,9 +8,12 @@
 // runs live in DIR/<experiment stem>/seed-<s>/.
 #pragma once
 
+#include "train/trainer.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,9 @@ struct CompareOptions {
   uint64_t first_seed = 0;
   std::vector<std::string> overrides;  // applied to every experiment
   std::filesystem::path output_dir;    // default: runs/compare-<utc>
+  // Trains one run into its (absent) run_dir and returns the exit code. The CLI passes the
+  // `host run` supervisor, so every run is a supervised worker (`--nproc` processes each).
+  std::function<int(const RunOptions&)> train;
 };
 
 // Mean, sample standard deviation (n - 1; 0 for one value) and count.

@@ -199,6 +199,18 @@ TEST_CASE("distributed: 2 ranks with batch B/2 follow 1 process with batch B; th
   }
 }
 
+TEST_CASE("distributed: host compare --nproc 2 trains each run data-parallel through the same launcher") {
+  auto dir = scratch("dp-compare");
+  auto r = run_command("env -u WORLD_SIZE -u RANK -u OMP_NUM_THREADS " + host_exe() + " compare " + tiny() +
+                       " --seeds 1 --nproc 2 --output-dir " + dir.string() + settings(4, 3) + plugins());
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto m = read_json(dir / "tiny" / "seed-0" / "manifest.json");
+  CHECK(m["status"] == "completed");
+  CHECK(m["distributed"]["world_size"] == 2);
+  CHECK(read_json(dir / "comparison.json")["experiments"][0]["runs_completed"] == 1);
+}
+
 TEST_CASE("distributed: ranks with different experiments are refused at start-up (plain environment)") {
   auto dir = scratch("dp-mismatch");
   const int port = free_port();
