@@ -152,7 +152,7 @@ TEST_CASE("distributed: a rank that never joins fails the others within training
   CHECK(message.find("rank 1 never joined") != std::string::npos);
 }
 
-TEST_CASE("distributed: 2 ranks with batch B/2 follow 1 process with batch B; the checkpoint resumes at world size 1 and 2") {
+TEST_CASE("distributed: 2 ranks with batch B/2 follow 1 process with batch B; the checkpoint resumes at world size 1, 2 and 4") {
   const int steps = 6;
   auto single = scratch("dp-single"), pair = scratch("dp-pair");
   auto r1 = run_command(host_exe() + " run " + tiny() + " --output-dir " + single.string() + settings(8, steps) + plugins());
@@ -184,14 +184,16 @@ TEST_CASE("distributed: 2 ranks with batch B/2 follow 1 process with batch B; th
   CHECK(relative(m["results"]["final_val_loss"], read_json(single / "manifest.json")["results"]["final_val_loss"]) < 1e-5);
 
   // The world-size-2 checkpoint at step 3 resumes in one process (twice the accumulation keeps
-  // the global batch) and again under torchrun: both continue exactly as the uninterrupted run.
-  for (int world : {1, 2}) {
+  // the global batch), under torchrun with 2 and with 4 ranks: each continues as the uninterrupted run.
+  // At world size 4 each rank reads 2 sequences, so the global batch is again 8.
+  for (int world : {1, 2, 4}) {
     auto resumed = scratch("dp-resumed-" + std::to_string(world));
     std::filesystem::copy(pair, resumed, std::filesystem::copy_options::recursive);
     std::filesystem::remove_all(resumed / "checkpoints" / "step-00000006");
     std::string args = "run --resume " + resumed.string();
-    auto r = world == 1 ? run_command(host_exe() + " " + args + " --set training.grad_accum_steps=2" + plugins())
-                        : run_command(torchrun(2, args));
+    auto r = world == 1   ? run_command(host_exe() + " " + args + " --set training.grad_accum_steps=2" + plugins())
+             : world == 2 ? run_command(torchrun(2, args))
+                          : run_command(torchrun(4, args + " --set training.batch_size=2"));
     INFO("world size " << world << ": " << r.output);
     REQUIRE(r.exit_code == 0);
     CHECK(r.output.find("at step 3") != std::string::npos);
