@@ -40,7 +40,6 @@
 namespace mixlab {
 namespace {
 
-std::filesystem::path g_last_run_dir;
 
 // local_rank: the GPU of this process when torchrun starts one per GPU.
 torch::Device pick_device(const std::string& name, int local_rank) {
@@ -170,8 +169,6 @@ int set_threads(const ExperimentConfig& config) {
   return at::get_num_threads();
 }
 
-const std::filesystem::path& last_run_dir() { return g_last_run_dir; }
-
 int run_experiment(const RunOptions& options) {
   auto wall_start = std::chrono::steady_clock::now();
   std::filesystem::path experiment_file = options.experiment;
@@ -190,7 +187,8 @@ int run_experiment(const RunOptions& options) {
   }
   ExperimentConfig config = load_experiment(experiment_file, overrides);
 
-  // Plugins and data first: a bad experiment stops before a run folder exists.
+  // Set-up: an error here ends the worker before training, and the supervisor removes the run
+  // folder it made for this run (docs/fault-model.md).
   Registry registry = experiment_registry(config);
   auto problems = check_plugins(config, registry);
   if (!problems.empty()) throw ExperimentError(problems);
@@ -208,7 +206,6 @@ int run_experiment(const RunOptions& options) {
 
   if (options.resume && dp->writes() && !options.overrides.empty())
     write_file_atomic(run_dir / "overrides.json", nlohmann::json(overrides).dump());
-  g_last_run_dir = run_dir;
   nlohmann::json resolved = config.to_json();
   if (dp->writes()) {
     log::add_file_sink((run_dir / "train.log").string());

@@ -1,6 +1,7 @@
-// `host run`: trains an experiment, evaluates it, and leaves in its run folder
-// everything needed to trust and compare it: manifest.json, metrics.jsonl,
-// train.log, loss.png, checkpoints/ and the experiment as run.
+// The training of a `host run` worker (host/launch/ supervises it): trains an
+// experiment in its run folder, evaluates it, and leaves there everything needed
+// to trust and compare it: manifest.json, metrics.jsonl, train.log, loss.png,
+// checkpoints/ and the experiment as run.
 #pragma once
 
 #include <filesystem>
@@ -21,11 +22,9 @@ struct RunOptions {
 // Returns the process exit code (0 success, 1 error, 3 non-finite loss, 130 interrupted).
 int run_experiment(const RunOptions& options);
 
-// Sets ATen's intra-op threads from training.threads (0: every core); returns the count in force.
+// Sets ATen's intra-op threads from training.threads (0: OMP_NUM_THREADS, else the cores shared by
+// the local ranks); returns the count in force.
 struct ExperimentConfig;
 int set_threads(const ExperimentConfig& config);
-
-// The run folder of the last run_experiment call (for tools that chain runs).
-const std::filesystem::path& last_run_dir();
 
 }  // namespace mixlab
