@@ -61,7 +61,7 @@ void save_checkpoint(const std::filesystem::path& run_dir, const Model& model, t
                      const TrainerState& state, int64_t keep_last) {
   auto root = run_dir / "checkpoints";
   std::filesystem::create_directories(root);
-  auto final_dir = root / step_name(state.step);
+  auto final_dir = checkpoint_dir(run_dir, state.step);
   auto tmp = root / (step_name(state.step) + ".tmp");
   // This step again (an interrupt just after a periodic checkpoint): an intact copy holds the same
   // state and is kept, so that no moment exists without it.
@@ -98,6 +98,10 @@ void save_checkpoint(const std::filesystem::path& run_dir, const Model& model, t
 
   auto all = complete_checkpoints(run_dir);
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) std::filesystem::remove_all(all[i]);
+}
+
+std::filesystem::path checkpoint_dir(const std::filesystem::path& run_dir, int64_t step) {
+  return run_dir / "checkpoints" / step_name(step);
 }
 
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir) {

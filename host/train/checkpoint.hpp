@@ -22,6 +22,9 @@ namespace mixlab {
 void save_checkpoint(const std::filesystem::path& run_dir, const Model& model, torch::optim::AdamW& optimizer,
                      const TrainerState& state, int64_t keep_last);
 
+// RUN_DIR/checkpoints/step-NNNNNNNN: where the checkpoint of `step` lives.
+std::filesystem::path checkpoint_dir(const std::filesystem::path& run_dir, int64_t step);
+
 // The newest complete (DONE) checkpoint folder, if any; its files are not checked.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
 

@@ -1,5 +1,6 @@
 #include "train/data_parallel.hpp"
 
+#include "util/error_message.hpp"
 #include "util/log.hpp"
 #include "util/sha256.hpp"
 #include "util/system_info.hpp"
@@ -35,10 +36,8 @@ struct DataParallel::Comm {
 
 namespace {
 
-std::string error_text(const std::exception& e) {
-  if (auto* c10_error = dynamic_cast<const c10::Error*>(&e)) return c10_error->what_without_backtrace();
-  return e.what();
-}
+// What a collective's or the store's failure says, without LibTorch's stack trace.
+std::string error_text(const std::exception& e) { return error_message(e, "data-parallel training"); }
 
 std::string as_string(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
 std::vector<uint8_t> as_bytes(const std::string& text) { return std::vector<uint8_t>(text.begin(), text.end()); }

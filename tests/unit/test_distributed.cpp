@@ -6,6 +6,7 @@
 #include "host_test_helpers.hpp"
 #include "launch/torchrun_env.hpp"
 #include "model/safetensors.hpp"
+#include "train/checkpoint.hpp"
 #include "train/data_parallel.hpp"
 
 #include <doctest/doctest.h>
@@ -68,10 +69,8 @@ void check_same_run(const std::filesystem::path& a, const std::filesystem::path&
     INFO("step " << step << ": " << loss << " vs " << lb[step]);
     CHECK(relative(lb[step], loss) < tolerance);
   }
-  char ckpt[32];
-  std::snprintf(ckpt, sizeof ckpt, "step-%08d", steps);
-  auto wa = mixlab::load_safetensors(a / "checkpoints" / ckpt / "model.safetensors");
-  auto wb = mixlab::load_safetensors(b / "checkpoints" / ckpt / "model.safetensors");
+  auto wa = mixlab::load_safetensors(mixlab::checkpoint_dir(a, steps) / "model.safetensors");
+  auto wb = mixlab::load_safetensors(mixlab::checkpoint_dir(b, steps) / "model.safetensors");
   REQUIRE(wa.tensors.size() == wb.tensors.size());
   for (size_t i = 0; i < wa.tensors.size(); ++i) {
     const auto& [name, ta] = wa.tensors[i];
@@ -80,13 +79,25 @@ void check_same_run(const std::filesystem::path& a, const std::filesystem::path&
     INFO(name);
     CHECK((ta - tb).abs().max().item<double>() / scale < tolerance);
   }
-  auto sa = read_json(a / "checkpoints" / ckpt / "trainer_state.json");
-  auto sb = read_json(b / "checkpoints" / ckpt / "trainer_state.json");
+  auto sa = read_json(mixlab::checkpoint_dir(a, steps) / "trainer_state.json");
+  auto sb = read_json(mixlab::checkpoint_dir(b, steps) / "trainer_state.json");
   CHECK(sa["data_position"] == sb["data_position"]);
   CHECK(sa["tokens"] == sb["tokens"]);
 }
 
 std::string tiny() { return mixlab::test::tiny_experiment(); }
+
+// Two ranks of a long run in the plain environment, their output in $log0 and $log1; once rank 1
+// has logged step 3 the shell commands `then` run, with $p0 and $p1 the ranks' `host run` processes.
+mixlab::test::CommandResult two_ranks_then(const std::filesystem::path& dir, const std::string& extra,
+                                           const std::string& then) {
+  const int port = free_port();
+  auto base = " run " + tiny() + " --output-dir " + dir.string() + settings(4, 100000) + plugins() + extra;
+  return run_command("(log0=" + dir.string() + ".0.log; log1=" + dir.string() + ".1.log; " + plain_env(0, 2, port) +
+                     host_exe() + base + " > $log0 2>&1 & p0=$!; " + plain_env(1, 2, port) + host_exe() + base +
+                     " > $log1 2>&1 & p1=$!; for i in $(seq 600); do grep -q 'step 3/' $log1 && break; sleep 0.1; done; " +
+                     then + ")");
+}
 
 }  // namespace
 
@@ -189,7 +200,7 @@ TEST_CASE("distributed: 2 ranks with batch B/2 follow 1 process with batch B; th
   for (int world : {1, 2, 4}) {
     auto resumed = scratch("dp-resumed-" + std::to_string(world));
     std::filesystem::copy(pair, resumed, std::filesystem::copy_options::recursive);
-    std::filesystem::remove_all(resumed / "checkpoints" / "step-00000006");
+    std::filesystem::remove_all(mixlab::checkpoint_dir(resumed, 6));
     std::string args = "run --resume " + resumed.string();
     auto r = world == 1   ? run_command(host_exe() + " " + args + " --set training.grad_accum_steps=2" + plugins())
              : world == 2 ? run_command(torchrun(2, args))
@@ -229,16 +240,10 @@ TEST_CASE("distributed: ranks with different experiments are refused at start-up
 
 TEST_CASE("distributed: a killed rank stops the other within the timeout, naming it (plain environment)") {
   auto dir = scratch("dp-killed");
-  const int port = free_port();
-  auto base = " run " + tiny() + " --output-dir " + dir.string() + settings(4, 100000) + plugins() +
-              " --set training.dist_timeout_s=30";
-  const std::string log0 = dir.string() + ".0.log", log1 = dir.string() + ".1.log";
   // Rank 1's worker (the child of its `host run` supervisor) is killed once it has logged step 3;
   // rank 0 must fail (not hang) and say which rank died.
-  auto r = run_command("(" + plain_env(0, 2, port) + host_exe() + base + " > " + log0 + " 2>&1 & p0=$!; " +
-                       plain_env(1, 2, port) + host_exe() + base + " > " + log1 + " 2>&1 & p1=$!; " +
-                       "for i in $(seq 600); do grep -q 'step 3/' " + log1 + " && break; sleep 0.1; done; " +
-                       "pkill -9 -P $p1; wait $p0; a=$?; cat " + log0 + "; echo \"exit $a\")");
+  auto r = two_ranks_then(dir, " --set training.dist_timeout_s=30",
+                          "pkill -9 -P $p1; wait $p0; a=$?; cat $log0; echo \"exit $a\"");
   INFO(r.output);
   CHECK(r.output.find("rank 1 stopped responding") != std::string::npos);
   CHECK(r.output.find("exit 1") != std::string::npos);
@@ -249,15 +254,9 @@ TEST_CASE("distributed: a killed rank stops the other within the timeout, naming
 
 TEST_CASE("distributed: a hung rank fails the other after training.dist_timeout_s, naming it (plain environment)") {
   auto dir = scratch("dp-hung");
-  const int port = free_port();
-  auto base = " run " + tiny() + " --output-dir " + dir.string() + settings(4, 100000) + plugins() +
-              " --set training.dist_timeout_s=3";
-  const std::string log0 = dir.string() + ".0.log", log1 = dir.string() + ".1.log";
   // Rank 1's worker is stopped (SIGSTOP) after step 3: rank 0's next collective times out.
-  auto r = run_command("(" + plain_env(0, 2, port) + host_exe() + base + " > " + log0 + " 2>&1 & p0=$!; " +
-                       plain_env(1, 2, port) + host_exe() + base + " > " + log1 + " 2>&1 & p1=$!; " +
-                       "for i in $(seq 600); do grep -q 'step 3/' " + log1 + " && break; sleep 0.1; done; " +
-                       "pkill -STOP -P $p1; wait $p0; a=$?; pkill -9 -P $p1; cat " + log0 + "; echo \"exit $a\")");
+  auto r = two_ranks_then(dir, " --set training.dist_timeout_s=3",
+                          "pkill -STOP -P $p1; wait $p0; a=$?; pkill -9 -P $p1; cat $log0; echo \"exit $a\"");
   INFO(r.output);
   CHECK(r.output.find("rank 1 stopped responding") != std::string::npos);
   CHECK(r.output.find("exit 1") != std::string::npos);
@@ -266,14 +265,7 @@ TEST_CASE("distributed: a hung rank fails the other after training.dist_timeout_
 
 TEST_CASE("distributed: SIGTERM to one rank stops both at the same step; rank 0 checkpoints it (plain environment)") {
   auto dir = scratch("dp-term");
-  const int port = free_port();
-  auto base = " run " + tiny() + " --output-dir " + dir.string() + settings(4, 100000) + plugins();
-  const std::string log0 = dir.string() + ".0.log", log1 = dir.string() + ".1.log";
-  auto r = run_command("(" + plain_env(0, 2, port) + host_exe() + base + " > " + log0 + " 2>&1 & p0=$!; " +
-                       plain_env(1, 2, port) + host_exe() + base + " > " + log1 + " 2>&1 & p1=$!; " +
-                       "for i in $(seq 600); do grep -q 'step 3/' " + log1 + " && break; sleep 0.1; done; " +
-                       "kill -TERM $p1; wait $p1; b=$?; wait $p0; a=$?; cat " + log0 + " " + log1 +
-                       "; echo \"exit $a $b\")");
+  auto r = two_ranks_then(dir, "", "kill -TERM $p1; wait $p1; b=$?; wait $p0; a=$?; cat $log0 $log1; echo \"exit $a $b\"");
   INFO(r.output);
   CHECK(r.output.find("exit 130 130") != std::string::npos);
   auto m = read_json(dir / "manifest.json");
@@ -282,9 +274,7 @@ TEST_CASE("distributed: SIGTERM to one rank stops both at the same step; rank 0 
   // Both ranks name the same step (rank 1 its signal, rank 0 the other rank's), and rank 0's checkpoint is that step.
   const std::regex stopped("interrupted \\([^)]*\\) at step " + std::to_string(step) + "\\b");
   CHECK(std::distance(std::sregex_iterator(r.output.begin(), r.output.end(), stopped), std::sregex_iterator()) >= 2);
-  char ckpt[32];
-  std::snprintf(ckpt, sizeof ckpt, "step-%08lld", static_cast<long long>(step));
-  CHECK(std::filesystem::exists(dir / "checkpoints" / ckpt / "DONE"));
+  CHECK(std::filesystem::exists(mixlab::checkpoint_dir(dir, step) / "DONE"));
 }
 
 }  // TEST_SUITE

@@ -14,8 +14,6 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
-#include <iomanip>
-#include <sstream>
 
 namespace fs = std::filesystem;
 using mixlab::test::cache_args;
@@ -36,11 +34,7 @@ std::string tiny_args() {
          " --set 'model.templates.block.ffn={plugin=\"moe\", impl=\"sparse\", experts=4, top_k=2, expert_hidden=32}'";
 }
 
-std::string checkpoint(int step) {
-  std::ostringstream s;
-  s << "checkpoints/step-" << std::setw(8) << std::setfill('0') << step;
-  return s.str();
-}
+fs::path checkpoint(int step) { return mixlab::checkpoint_dir("", step); }  // relative to a run folder
 
 std::string bytes_of(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);

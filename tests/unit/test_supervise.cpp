@@ -7,6 +7,7 @@
 #include "host_test_helpers.hpp"
 #include "launch/torchrun_env.hpp"
 #include "launch/worker_group.hpp"
+#include "train/checkpoint.hpp"
 
 #include <doctest/doctest.h>
 
@@ -29,10 +30,14 @@ std::string faulty_run(const std::filesystem::path& dir, const std::string& faul
          " --set training.steps=20 --set checkpoint.every=5 --set validation.every=0" + extra + cache_args();
 }
 
-std::filesystem::path checkpoint_of(const std::filesystem::path& dir, int64_t step) {
-  char name[32];
-  std::snprintf(name, sizeof name, "step-%08lld", static_cast<long long>(step));
-  return dir / "checkpoints" / name;
+// `host run --resume DIR` finishes the 20-step run.
+void check_resumes_to_completion(const std::filesystem::path& dir) {
+  auto resumed = host("run --resume " + dir.string());
+  INFO(resumed.output);
+  CHECK(resumed.exit_code == 0);
+  auto m = read_json(dir / "manifest.json");
+  CHECK(m["status"] == "completed");
+  CHECK(m["results"]["steps"] == 20);
 }
 
 std::vector<mixlab::WorkerCommand> shell_workers(const std::vector<std::string>& scripts) {
@@ -61,14 +66,9 @@ TEST_SUITE("supervise") {
       int64_t step = m["results"]["steps"];
       CHECK(step >= 13);
       CHECK(step < 20);
-      CHECK(std::filesystem::exists(checkpoint_of(dir, step) / "DONE"));
+      CHECK(std::filesystem::exists(mixlab::checkpoint_dir(dir, step) / "DONE"));
 
-      auto resumed = host("run --resume " + dir.string());
-      INFO(resumed.output);
-      CHECK(resumed.exit_code == 0);
-      auto done = read_json(dir / "manifest.json");
-      CHECK(done["status"] == "completed");
-      CHECK(done["results"]["steps"] == 20);
+      check_resumes_to_completion(dir);
     }
   }
 
@@ -106,12 +106,7 @@ TEST_SUITE("supervise") {
       CHECK(contains(r.output, c.signal));
     }
     // The crash left the run resumable from its last checkpoint (step 10; the fault would come 12 steps later).
-    auto resumed = host("run --resume " + segfaulted.string());
-    INFO(resumed.output);
-    CHECK(resumed.exit_code == 0);
-    auto m = read_json(segfaulted / "manifest.json");
-    CHECK(m["status"] == "completed");
-    CHECK(m["results"]["steps"] == 20);
+    check_resumes_to_completion(segfaulted);
   }
 
   TEST_CASE("supervise: a hung step fails after training.step_timeout_s, and the locked folder refuses a second run") {
