@@ -6,8 +6,8 @@
 # Standard-library templates over Gloo pointers (shared_ptr<gloo::...>) only move pointers.
 # Usage: scripts/check_gloo_symbols.sh BUILD_DIR
 set -euo pipefail
-object=$(find "${1:?usage: $0 BUILD_DIR}" -name 'data_parallel.cpp.o' | head -1)
-[ -n "$object" ] || { echo "check_gloo_symbols: no data_parallel.cpp.o under $1 (build first)"; exit 1; }
+object=$(find "${1:?usage: $0 BUILD_DIR}" -name 'gloo_group.cpp.o' | head -1)
+[ -n "$object" ] || { echo "check_gloo_symbols: no gloo_group.cpp.o under $1 (build first)"; exit 1; }
 names=$(nm -C "$object" | sed -E 's/^[0-9a-f ]{16} //; s/^[0-9a-f]* *//' | cut -c3-)
 bad=$(grep -E '^(gloo::|(vtable|typeinfo|typeinfo name|VTT|construction vtable) for (gloo::|c10d::ProcessGroupGloo\b))|c10d::ProcessGroupGloo::GlooStore' <<<"$names" || true)
 if [ -n "$bad" ]; then

@@ -29,6 +29,8 @@ void add_conformance_commands(CLI::App& app, Action& action) {
   cmd->add_option("--config", opts.base.config_json, "plugin config as JSON");
   cmd->add_option("--d-model", opts.base.d_model, "model width used by the checks");
   cmd->add_option("--max-seq-len", opts.base.max_seq_len, "maximum sequence length used by the checks");
+  cmd->add_option("--device", opts.base.device, "where the checks' tensors live (the library's family checks run on cpu)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--timeout", opts.timeout_s, "seconds a single check may take before it is killed");
   cmd->add_option("--only", only, "comma-separated check names to run");
   cmd->add_option("--junit", junit, "write a JUnit XML report");
@@ -52,6 +54,7 @@ void add_conformance_commands(CLI::App& app, Action& action) {
   worker->add_option("--seed", subject.seed);
   worker->add_option("--d-model", subject.d_model);
   worker->add_option("--max-seq-len", subject.max_seq_len);
+  worker->add_option("--device", subject.device);
   worker->add_option("--checks", checks)->required();
   worker->callback([&] {
     action = [&] {

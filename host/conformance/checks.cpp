@@ -43,6 +43,13 @@ struct Fixture {
 
   bool has(uint64_t cap) const { return (ref.impl->caps & cap) != 0; }
   bool is_mixer() const { return ref.impl->family == MIXLAB_FAMILY_MIXER; }
+  torch::Device device() const { return torch::Device(subject.device); }
+
+  // Random values are drawn on the CPU in float64 and then moved, so every device
+  // checks the same numbers.
+  Tensor normal(at::IntArrayRef sizes, at::Generator& gen, double scale = 1.0) const {
+    return (torch::empty(sizes, torch::kFloat64).normal_(0.0, 1.0, gen) * scale).to(device());
+  }
 
   // Parameters from the specs, then perturbed so that no parameter is degenerate
   // (a zero-initialised output projection would hide every other gradient).
@@ -54,14 +61,14 @@ struct Fixture {
     for (auto& p : ps) {
       torch::NoGradGuard ng;
       auto noise = torch::empty(p.sizes(), torch::kFloat64).normal_(0.0, 0.05, gen);
-      out.push_back((p + noise).to(dtype).requires_grad_(true));
+      out.push_back((p + noise).to(device(), dtype).requires_grad_(true));
     }
     return out;
   }
 
   Tensor input(int64_t batch, int64_t len, torch::ScalarType dtype, uint64_t seed, double scale = 1.0) const {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-    return (torch::empty({batch, len, subject.d_model}, torch::kFloat64).normal_(0.0, 1.0, gen) * scale).to(dtype);
+    return normal({batch, len, subject.d_model}, gen, scale).to(dtype);
   }
 };
 
@@ -251,9 +258,9 @@ Outcome check_finite(const Fixture& f) {
   if (dtypes.empty()) return skip("none of the requested dtypes is declared");
   for (auto dtype : dtypes) {
     auto params = f.params(dtype, f.subject.seed);
-    std::map<std::string, Tensor> inputs{{"random", f.input(2, 13, dtype, 3)},
-                                         {"large (x100)", f.input(2, 13, dtype, 4, 100.0)},
-                                         {"zero", torch::zeros({2, 13, f.subject.d_model}, dtype)}};
+    auto zero = torch::zeros({2, 13, f.subject.d_model}, torch::TensorOptions(dtype).device(f.device()));
+    std::map<std::string, Tensor> inputs{
+        {"random", f.input(2, 13, dtype, 3)}, {"large (x100)", f.input(2, 13, dtype, 4, 100.0)}, {"zero", zero}};
     for (auto& [kind, x] : inputs) {
       x.requires_grad_(true);
       auto r = f.inst->forward(x, params, {true, 3});
@@ -291,8 +298,7 @@ Outcome check_gradients(const Fixture& f) {
   auto params = f.params(torch::kFloat64, f.subject.seed);
   auto x = f.input(2, 5, torch::kFloat64, f.subject.seed).requires_grad_(true);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(f.subject.seed + 99);
-  Objective obj{torch::empty({2, 5, f.subject.d_model}, torch::kFloat64).normal_(0, 1, gen),
-                torch::empty({static_cast<long>(f.inst->n_aux()) + 1}, torch::kFloat64).normal_(0, 1, gen)};
+  Objective obj{f.normal({2, 5, f.subject.d_model}, gen), f.normal({static_cast<long>(f.inst->n_aux()) + 1}, gen)};
   CallOptions opts{false, 11};
   obj(f.inst->forward(x, params, opts)).backward();
 
@@ -309,14 +315,14 @@ Outcome check_gradients(const Fixture& f) {
     double err = nan_as_inf(std::abs(fd - an) / std::max(1.0, std::abs(fd)));
     if (err > worst) worst = err, worst_name = name;
   };
-  auto dx = torch::empty_like(x).normal_(0, 1, gen);
+  auto dx = f.normal(x.sizes(), gen);
   directional("x", (x.grad() * dx).sum(), [&](double e) { return eval(x.detach() + e * dx, params); });
   std::vector<std::string> no_grad;
   for (size_t i = 0; i < params.size(); ++i) {
     const auto& name = f.inst->params()[i].name;
     auto g = params[i].grad();
     if (!g.defined() || g.abs().max().item<double>() == 0.0) no_grad.push_back(name);
-    auto d = torch::empty_like(params[i]).normal_(0, 1, gen);
+    auto d = f.normal(params[i].sizes(), gen);
     directional(name, g.defined() ? (g * d).sum() : Tensor(), [&](double e) {
       std::vector<Tensor> pp;
       for (size_t j = 0; j < params.size(); ++j) pp.push_back(j == i ? params[j].detach() + e * d : params[j].detach());
@@ -379,7 +385,7 @@ Outcome check_causality(const Fixture& f) {
     auto xp = x.clone();
     xp.select(1, t0).add_(torch::randn_like(xp.select(1, t0)) * 3.0);
     auto yp = f.inst->forward(xp, params).y;
-    auto mask = torch::ones({T}, torch::kBool);
+    auto mask = torch::ones({T}, torch::TensorOptions(torch::kBool).device(f.device()));
     mask[t0] = false;
     worst = std::max(worst, scaled_max_error(yp.index({torch::indexing::Slice(), mask}),
                                          y.index({torch::indexing::Slice(), mask})));
@@ -397,12 +403,12 @@ Outcome check_decode(const Fixture& f) {
   std::vector<Tensor> pd;
   for (const auto& p : params) pd.push_back(p.detach());
   // Token by token.
-  auto state = f.inst->new_state(2, torch::kFloat64, torch::kCPU);
+  auto state = f.inst->new_state(2, torch::kFloat64, f.device());
   std::vector<Tensor> steps;
   for (int64_t t = 0; t < T; ++t) steps.push_back(state->step(x.slice(1, t, t + 1).contiguous(), pd));
   double err_steps = scaled_max_error(torch::cat(steps, 1), y);
   // Prefill a prefix, then continue in uneven chunks.
-  auto state2 = f.inst->new_state(2, torch::kFloat64, torch::kCPU);
+  auto state2 = f.inst->new_state(2, torch::kFloat64, f.device());
   std::vector<Tensor> chunks;
   for (auto [a, b] : std::vector<std::pair<int64_t, int64_t>>{{0, T / 3}, {T / 3, T / 3 + 1}, {T / 3 + 1, T}})
     if (b > a) chunks.push_back(state2->step(x.slice(1, a, b).contiguous(), pd));
@@ -539,7 +545,7 @@ Outcome check_lifecycle(const Fixture& f) {
     if (inst->can_decode()) {
       std::vector<Tensor> pd;
       for (const auto& p : params) pd.push_back(p.detach());
-      inst->new_state(1, torch::kFloat32, torch::kCPU)->step(x.detach().slice(1, 0, 1).contiguous(), pd);
+      inst->new_state(1, torch::kFloat32, f.device())->step(x.detach().slice(1, 0, 1).contiguous(), pd);
     }
   };
   if (!f.has(MIXLAB_CAP_FLOAT32)) return skip("float32 not declared");
@@ -567,23 +573,28 @@ Outcome check_family(const Fixture& f, const std::string& name) {
 }
 
 using CheckFn = Outcome (*)(const Fixture&);
-const std::vector<std::pair<std::string, CheckFn>>& generic_checks() {
-  static const std::vector<std::pair<std::string, CheckFn>> checks{
-      {"handshake", check_handshake},
-      {"binary_hygiene", check_binary_hygiene},
-      {"build_tag", check_build_tag},
-      {"param_specs", check_param_specs},
-      {"shapes_and_dtypes", check_shapes},
-      {"no_mutation_no_alias", check_no_mutation},
-      {"finite_outputs", check_finite},
-      {"gradients_fd", check_gradients},
-      {"batch_independence", check_batch_independence},
-      {"causality", check_causality},
-      {"decode_equals_forward", check_decode},
-      {"determinism", check_determinism},
-      {"two_threads", check_threads},
-      {"bad_config", check_bad_config},
-      {"lifecycle_memory", check_lifecycle},
+struct GenericCheck {
+  std::string name;
+  CheckFn fn;
+  bool on_device;  // runs tensors on --device, so it needs the implementation to declare that device
+};
+const std::vector<GenericCheck>& generic_checks() {
+  static const std::vector<GenericCheck> checks{
+      {"handshake", check_handshake, false},
+      {"binary_hygiene", check_binary_hygiene, false},
+      {"build_tag", check_build_tag, false},
+      {"param_specs", check_param_specs, false},
+      {"shapes_and_dtypes", check_shapes, true},
+      {"no_mutation_no_alias", check_no_mutation, true},
+      {"finite_outputs", check_finite, true},
+      {"gradients_fd", check_gradients, true},
+      {"batch_independence", check_batch_independence, true},
+      {"causality", check_causality, true},
+      {"decode_equals_forward", check_decode, true},
+      {"determinism", check_determinism, true},
+      {"two_threads", check_threads, true},
+      {"bad_config", check_bad_config, false},
+      {"lifecycle_memory", check_lifecycle, true},
   };
   return checks;
 }
@@ -600,7 +611,7 @@ const char* verdict_name(Verdict v) {
 
 std::vector<std::string> check_names(const Subject& subject, bool with_family) {
   std::vector<std::string> names;
-  for (const auto& [name, fn] : generic_checks()) names.push_back(name);
+  for (const auto& check : generic_checks()) names.push_back(check.name);
   if (with_family) {
     auto lib = PluginLibrary::load(subject.file);
     const auto& d = lib->descriptor();
@@ -619,8 +630,12 @@ Outcome run_check(const Subject& subject, const std::string& name) {
       out = check_family(fixture, name.substr(7));
     } else {
       out = fail("no such check");
-      for (const auto& [n, fn] : generic_checks())
-        if (n == name) out = fn(fixture);
+      const bool cuda = fixture.device().is_cuda();
+      for (const auto& check : generic_checks())
+        if (check.name == name)
+          out = check.on_device && !fixture.has(cuda ? MIXLAB_CAP_CUDA : MIXLAB_CAP_CPU)
+                    ? skip(subject.device + " not declared by this implementation")
+                    : check.fn(fixture);
     }
   } catch (const std::exception& e) {
     out = fail(std::string("error: ") + e.what());

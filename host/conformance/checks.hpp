@@ -18,6 +18,7 @@ struct Subject {
   uint64_t seed = 1234;
   int64_t d_model = 64;
   int64_t max_seq_len = 64;
+  std::string device = "cpu";  // where tensors of the checks live: "cpu" or "cuda"
 };
 
 enum class Verdict { Pass, Fail, Skip };

@@ -87,7 +87,8 @@ class Worker {
                                   "--impl",         s.impl,                "--config", s.config_json,
                                   "--dtype",        join(s.dtypes, ","),   "--seed", std::to_string(s.seed),
                                   "--d-model",      std::to_string(s.d_model), "--max-seq-len",
-                                  std::to_string(s.max_seq_len), "--checks", join(checks, ",")};
+                                  std::to_string(s.max_seq_len), "--device", s.device,
+                                  "--checks", join(checks, ",")};
     int fds[2];
     if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
     posix_spawn_file_actions_t actions;
@@ -261,6 +262,11 @@ void write_junit(const std::string& path, const std::vector<std::pair<std::strin
 }  // namespace
 
 int run_conformance(const RunnerOptions& options) {
+  if (options.base.device == "cuda" && !torch::cuda::is_available()) {
+    std::cerr << "error: --device cuda: LibTorch " << TORCH_VERSION << " sees no CUDA device on this machine"
+              << " (no GPU or driver, or a CPU-only LibTorch); use --device cpu\n";
+    return 2;
+  }
   // Resolve the target to (file, implementation) subjects.
   std::vector<Subject> subjects;
   std::error_code ec;
@@ -311,7 +317,7 @@ int run_conformance(const RunnerOptions& options) {
       checks = kept;
     }
     std::cout << "conformance: " << s.file.filename().string() << " impl " << s.impl << "  (config " << s.config_json
-              << ", d_model " << s.d_model << ", seed " << s.seed << ")" << std::endl;
+              << ", d_model " << s.d_model << ", seed " << s.seed << ", device " << s.device << ")" << std::endl;
     suites.emplace_back(s.file.filename().string() + ":" + s.impl, std::vector<Outcome>{});
     run_subject(s, checks, options.timeout_s, [&](const Outcome& o) {
       print_outcome(o);

@@ -23,7 +23,7 @@ struct RunnerOptions {
 
 // Prints one line per check as its verdict arrives and a closing "N passed,
 // N failed, N skipped" line; returns 0 when nothing failed, 1 when a check
-// failed, 2 when the target cannot be loaded, 3 when interrupted by SIGINT or
+// failed, 2 when the target cannot be loaded or the device is not there, 3 when interrupted by SIGINT or
 // SIGTERM (the verdicts so far are printed and written to the JUnit file).
 int run_conformance(const RunnerOptions& options);
 

@@ -5,26 +5,22 @@
 #include "util/sha256.hpp"
 #include "util/system_info.hpp"
 
-// The wheel ships c10d's headers but not Gloo's; ProcessGroupGloo.hpp (enabled by the
-// wheel's USE_C10D_GLOO flag) needs Gloo's declarations only. docs/dependencies.md explains
-// why Debian's libgloo-dev is safe for that; the static_assert below checks the layout.
+#include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <algorithm>
-#include <cstdlib>
 #include <set>
 #include <thread>
 
 namespace mixlab {
 
-// Allocated here, constructed by libtorch: must match the wheel's object size, read from the
-// allocation in libtorch_python's ProcessGroupGloo factory (docs/dependencies.md).
-static_assert(sizeof(c10d::ProcessGroupGloo) == 0x220,
-              "c10d::ProcessGroupGloo's size differs from the torch wheel's: see docs/dependencies.md (Gloo)");
-
-// Defined in nccl_group.cpp when the build found NCCL's and CUDA's headers, else throws.
+// The process groups, each in a file of its own (gloo_group.cpp, nccl_group.cpp) because each
+// needs headers the build may not have; *_missing() says why one was left out ("" when built).
+std::string gloo_group_missing();
+std::string nccl_group_missing();
+c10::intrusive_ptr<c10d::Backend> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                                  std::chrono::milliseconds timeout);
 c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                                   std::chrono::milliseconds timeout);
 
@@ -107,6 +103,8 @@ void DataParallel::connect_group(const ExperimentConfig& config, torch::Device d
   backend_ = choice == "auto" ? (device.is_cuda() ? "nccl" : "gloo") : choice;
   if (backend_ == "nccl" && !device.is_cuda())
     throw std::runtime_error("training.dist_backend = \"nccl\" needs training.device = \"cuda\" (use \"gloo\" on CPU)");
+  if (auto why = backend_ == "nccl" ? nccl_group_missing() : gloo_group_missing(); !why.empty())
+    throw std::runtime_error(why);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s_ * 1000));
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
 
@@ -133,10 +131,7 @@ void DataParallel::connect_group(const ExperimentConfig& config, torch::Device d
     if (backend_ == "nccl") {
       comm_->group = make_nccl_group(comm_->store, rank_, world_size_, timeout);
     } else {
-      auto gloo = c10d::ProcessGroupGloo::Options::create_default(timeout);
-      if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"))
-        gloo->devices = {c10d::ProcessGroupGloo::createDeviceForInterface(ifname)};
-      comm_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(comm_->store, rank_, world_size_, gloo);
+      comm_->group = make_gloo_group(comm_->store, rank_, world_size_, timeout);
     }
   } catch (const std::exception& e) {
     std::vector<int> missing;

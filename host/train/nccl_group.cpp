@@ -9,8 +9,18 @@
 #endif
 
 #include <stdexcept>
+#include <string>
 
 namespace mixlab {
+
+std::string nccl_group_missing() {
+#ifdef MIXLAB_WITH_NCCL
+  return "";
+#else
+  return "training.dist_backend = \"nccl\": this host was built without NCCL's headers (pip package nvidia-nccl) "
+         "or the CUDA toolkit's; use \"gloo\"";
+#endif
+}
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
                                                   std::chrono::milliseconds timeout) {
@@ -20,9 +30,7 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d:
   return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);
 #else
   (void)store, (void)rank, (void)size, (void)timeout;
-  throw std::runtime_error(
-      "training.dist_backend = \"nccl\": this host was built without NCCL's headers (pip package nvidia-nccl); "
-      "use \"gloo\"");
+  throw std::runtime_error(nccl_group_missing());
 #endif
 }
 

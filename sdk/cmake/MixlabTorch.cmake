@@ -5,16 +5,30 @@ if(TARGET mixlab_torch)
   return()
 endif()
 
-find_package(Python3 REQUIRED COMPONENTS Interpreter)
-execute_process(
-  COMMAND ${Python3_EXECUTABLE} -c "import torch, torch.utils, os; print(torch.utils.cmake_prefix_path); print(os.path.dirname(os.path.dirname(torch.__file__)))"
-  OUTPUT_VARIABLE _mixlab_torch_out OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _mixlab_torch_rc)
-if(NOT _mixlab_torch_rc EQUAL 0)
-  message(FATAL_ERROR "mixlab: python3 cannot import torch; run `make deps` (pip install torch==${MIXLAB_TORCH_VERSION})")
+# MIXLAB_TORCH_DIR: the `torch` package folder of another installation (a wheel unpacked
+# anywhere, or another Python's site-packages/torch) instead of python3's.
+set(MIXLAB_TORCH_DIR "" CACHE PATH "folder of the torch package to build against (empty: python3's)")
+if(MIXLAB_TORCH_DIR)
+  if(NOT EXISTS "${MIXLAB_TORCH_DIR}/share/cmake/Torch/TorchConfig.cmake")
+    message(FATAL_ERROR "mixlab: MIXLAB_TORCH_DIR=${MIXLAB_TORCH_DIR} has no share/cmake/Torch/TorchConfig.cmake; "
+                        "give the folder of the torch package (…/site-packages/torch)")
+  endif()
+  get_filename_component(_mixlab_torch_dir "${MIXLAB_TORCH_DIR}" ABSOLUTE)
+  set(_mixlab_torch_prefix "${_mixlab_torch_dir}/share/cmake")
+  get_filename_component(_mixlab_site_packages "${_mixlab_torch_dir}" DIRECTORY)
+else()
+  find_package(Python3 REQUIRED COMPONENTS Interpreter)
+  execute_process(
+    COMMAND ${Python3_EXECUTABLE} -c "import torch, torch.utils, os; print(torch.utils.cmake_prefix_path); print(os.path.dirname(os.path.dirname(torch.__file__)))"
+    OUTPUT_VARIABLE _mixlab_torch_out OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _mixlab_torch_rc)
+  if(NOT _mixlab_torch_rc EQUAL 0)
+    message(FATAL_ERROR "mixlab: python3 cannot import torch; run `make deps` (pip install torch==${MIXLAB_TORCH_VERSION}) "
+                        "or set MIXLAB_TORCH_DIR")
+  endif()
+  string(REPLACE "\n" ";" _mixlab_torch_out "${_mixlab_torch_out}")
+  list(GET _mixlab_torch_out 0 _mixlab_torch_prefix)
+  list(GET _mixlab_torch_out 1 _mixlab_site_packages)
 endif()
-string(REPLACE "\n" ";" _mixlab_torch_out "${_mixlab_torch_out}")
-list(GET _mixlab_torch_out 0 _mixlab_torch_prefix)
-list(GET _mixlab_torch_out 1 _mixlab_site_packages)
 list(APPEND CMAKE_PREFIX_PATH "${_mixlab_torch_prefix}")
 
 # The wheel's Caffe2 CMake probes the local GPU unless an arch list is given;
@@ -23,6 +37,11 @@ if(NOT DEFINED TORCH_CUDA_ARCH_LIST)
   set(TORCH_CUDA_ARCH_LIST "8.0;9.0")
 endif()
 find_package(Torch REQUIRED)
+# Another minor than the pinned one builds (the GPU machine brings its own torch) but is untested.
+if(DEFINED MIXLAB_TORCH_VERSION AND NOT Torch_VERSION VERSION_EQUAL MIXLAB_TORCH_VERSION)
+  message(WARNING "mixlab: building against LibTorch ${Torch_VERSION} from ${_mixlab_site_packages}; "
+                  "the tested one is ${MIXLAB_TORCH_VERSION} (docs/dependencies.md)")
+endif()
 
 add_library(mixlab_torch INTERFACE)
 target_link_libraries(mixlab_torch INTERFACE ${TORCH_LIBRARIES})

@@ -4,6 +4,7 @@
 #include "test_plugin_files.hpp"
 
 #include <doctest/doctest.h>
+#include <torch/cuda.h>
 
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,26 @@ TEST_CASE("conformance: a correct plugin passes every check") {
   CHECK(has(r, "0 failed"));
   CHECK(has(r, "PASS  causality"));
   CHECK(has(r, "PASS  gradients_fd"));
+}
+
+TEST_CASE("conformance: --device puts the checks' tensors there; cuda without a GPU is a clear error") {
+  auto r = conformance("prefix_mean", "--device cpu --only shapes_and_dtypes,decode_equals_forward,gradients_fd");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(has(r, "device cpu"));
+  CHECK(has(r, "3 passed, 0 failed"));
+  if (!torch::cuda::is_available()) {
+    auto cuda = conformance("prefix_mean", "--device cuda");
+    INFO(cuda.output);
+    CHECK(cuda.exit_code == 2);
+    CHECK(has(cuda, "error: --device cuda: LibTorch"));
+    CHECK(has(cuda, "sees no CUDA device"));
+  }
+  auto bad = conformance("prefix_mean", "--device tpu");
+  INFO(bad.output);
+  CHECK(bad.exit_code > 0);
+  CHECK(bad.exit_code < 128);
+  CHECK(has(bad, "--device"));
 }
 
 TEST_CASE("conformance: a non-causal mixer fails causality") {
