@@ -97,7 +97,8 @@ CheckResult token_weights_match_routing(uint64_t seed) {
     }
   std::string name = Impl::info().impl;
   auto counts = weights.gt(0).sum(-1).to(torch::kFloat64);
-  auto share = weights.gt(0).to(torch::kFloat64).sum({0, 1}) / 64.0;
+  // IntArrayRef spelled out: a bare {0, 1} is ambiguous (IntArrayRef or DimnameList) in LibTorch 2.11.
+  auto share = weights.gt(0).to(torch::kFloat64).sum(torch::IntArrayRef{0, 1}) / 64.0;
   return all_of({expect_close(name + ": expert_weights vs naive float64 router (float32 statistic)",
                               (weights.to(torch::kFloat64) - expected).abs().max().item<double>(), 1e-6),
                  expect_close(name + ": experts per token - top_k (max |.|)", (counts - 2.0).abs().max().item<double>(), 0.0),
