@@ -96,13 +96,11 @@ int main(int argc, char** argv) try {
   forward.print();
 
   // Decode: single-token steps after a prefill of `context` tokens, every (impl, context) interleaved.
-  std::vector<std::string> labels;
   std::vector<std::unique_ptr<DecodeState>> states;
   for (int64_t context : o.contexts)
     for (const char* impl : {"naive", "absorbed"}) {
       states.push_back(mixers[impl].instance->new_state(o.batch, o.dtype, torch::kCPU));
       states.back()->step(torch::randn({o.batch, context, o.d_model}, torch::TensorOptions().dtype(o.dtype)), weights);
-      labels.push_back(impl);
     }
   auto token = torch::randn({o.batch, 1, o.d_model}, torch::TensorOptions().dtype(o.dtype));
   std::vector<std::function<void()>> calls;
