@@ -103,7 +103,7 @@ TEST_CASE("registry: without impl, a plugin's preferred implementation is chosen
   r.add_folder(MIXLAB_PLUGIN_DIR);
   const std::vector<std::pair<std::string, std::string>> expected{
       {"attention", "sdpa"}, {"mamba", "chunked"}, {"retnet", "chunkwise"}, {"hyena", "fft"}, {"moe", "sparse"},
-      {"mlp", "default"}};
+      {"mla", "absorbed"}, {"mlp", "default"}};
   for (const auto& [plugin, impl] : expected) {
     CAPTURE(plugin);
     CHECK(r.select({plugin, std::nullopt, std::nullopt}).impl->impl == impl);

@@ -6,9 +6,10 @@
 //
 // The reduced run changes only sizes and data, through --set: d_model 64,
 // max_seq_len 64, byte tokens from builtin:grammar, 2 steps of 2 x 32 tokens on
-// the CPU in float32, and every explicit FFN `hidden` / MoE `expert_hidden` set
+// the CPU in float32, every explicit FFN `hidden` / MoE `expert_hidden` set
 // to 128 / 64 (at d_model 64 the full widths would make a 32-layer MoE preset a
-// few hundred million parameters). Templates, schedules, repeat counts, mixer
+// few hundred million parameters) and every MLA `latent_dim` / `q_latent_dim`
+// to 32 / 48 (a latent must be narrower than d_model). Templates, schedules, repeat counts, mixer
 // kinds, heads, windows, RoPE settings, expert counts and top-k stay as written.
 // Registered as its own ctest entry (`presets`), excluded from `unit`.
 #include "experiment/loader.hpp"
@@ -55,6 +56,9 @@ std::string reduced_run_args(const mixlab::ExperimentConfig& c, const fs::path& 
     const std::string ffn = " --set model.templates." + name + ".ffn.";
     if (t.ffn.config.contains("hidden")) args += ffn + "hidden=128";
     if (t.ffn.config.contains("expert_hidden")) args += ffn + "expert_hidden=64";
+    const std::string mixer = " --set model.templates." + name + ".mixer.";
+    if (t.mixer.config.contains("latent_dim")) args += mixer + "latent_dim=32";
+    if (t.mixer.config.contains("q_latent_dim")) args += mixer + "q_latent_dim=48";
   }
   return args;
 }
@@ -115,7 +119,7 @@ void check_preset(const fs::path& file, bool mini) {
 TEST_SUITE("presets") {
   TEST_CASE("presets: every arch_* preset is 1-2B parameters and trains at a reduced size") {
     const auto files = presets_in("arch");
-    REQUIRE(files.size() >= 17);
+    REQUIRE(files.size() >= 18);
     for (const auto& f : files) check_preset(f, false);
   }
 
