@@ -109,8 +109,8 @@ std::string probe_markdown(const nlohmann::json& p) {
   const auto& settings = p["settings"];
   const auto subjects = distinct(settings, "subject");
   const auto& scale = p["scale"];
-  md << "# Probe\n\nScale `" << scale["name"].get<std::string>() << "`: the standard probe model has "
-     << scale["blocks"] << " blocks (mixer + SwiGLU MLP) at width " << scale["width"] << "; "
+  md << "# Probe\n\nScale `" << scale["name"].get<std::string>() << "` (docs/probe.md): a `--mixer` is probed in "
+     << scale["blocks"] << " blocks of mixer + SwiGLU MLP at width " << scale["width"] << " (MQAR: at each width); "
      << (scale["steps"].get<int64_t>() > 0 ? std::to_string(scale["steps"].get<int64_t>()) + " steps"
                                              : std::string("the tasks' epochs"))
      << " per cell. Accuracy (%) on the held-out examples' scored positions, for each setting the best point of "
