@@ -133,9 +133,10 @@ ProbeScale probe_scale(bool full) {
     return s;
   }
   s.name = "cpu";
+  // About 15 minutes for attention on 2 quiet cores (docs/probe.md): 30 cells of 200 steps x 16 sequences.
   s.width = 64;
-  s.batch_size = 32;
-  s.steps = 400;
+  s.batch_size = 16;
+  s.steps = 200;
   s.mad = with_grid(mad_cpu(), {1e-3, 4e-3}, {0.0});
   s.mqar_widths = {32, 64, 128};
   s.mqar = with_grid(mqar(512, 20000, 256, false), {1e-3, 4e-3}, {0.0});
