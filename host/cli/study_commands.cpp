@@ -1,6 +1,7 @@
 // `host presets`, `host compile` and `host compare`: the architecture presets,
 // initialised models without training, and multi-seed comparisons.
 #include "cli/commands.hpp"
+#include "cli/option_checks.hpp"
 #include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "experiment/presets.hpp"
@@ -8,6 +9,7 @@
 #include "runtime/registry.hpp"
 #include "train/comparison.hpp"
 #include "train/compile_model.hpp"
+#include "train/probe.hpp"
 
 #include <iostream>
 
@@ -112,6 +114,45 @@ void add_study_commands(CLI::App& app, Action& action) {
       std::cout << "\n" << comparison_markdown(c);
       for (const auto& e : c["experiments"])
         if (e["runs_completed"].get<size_t>() != e["runs"].size()) return 1;
+      return 0;
+    };
+  });
+
+  static ProbeOptions probe;
+  static std::vector<std::string> probe_files;
+  static std::string probe_dir;
+  auto* pb = app.add_subcommand("probe", "synthetic architecture probes (the MAD suite, zoology's MQAR sweep) for "
+                                         "any mixer: probe.md, probe.json, probe.png (docs/probe.md)");
+  pb->add_option("--suite", probe.suite, "mad, mqar or all")->check(CLI::IsMember({"mad", "mqar", "all"}));
+  pb->add_option("--mixer", probe.mixers, "a mixer plugin in the standard probe model (repeatable)")
+      ->type_name("PLUGIN[:IMPL]");
+  pb->add_option("--experiment", probe_files, "probe this experiment's model instead (repeatable)")
+      ->type_name("FILE")
+      ->check(regular_file());
+  pb->add_option("--seeds", probe.seeds, "seeds per cell")->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  pb->add_option("--first-seed", probe.first_seed, "seeds are first-seed, first-seed + 1, ...");
+  pb->add_flag("--full", probe.full, "the papers' scale (width 128, their grids; for a GPU) instead of the CPU default");
+  pb->add_option("--output-dir", probe_dir, "probe folder (default runs/probe-<utc>); an existing one is continued");
+  pb->add_option("--tasks", probe.tasks, "only these tasks of the suite (repeatable)")->type_name("TASK");
+  pb->add_option("--levels", probe.levels, "only the first N difficulty levels of each task")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  pb->add_option("--steps", probe.steps, "steps per cell instead of the scale's")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000000}));
+  pb->add_option("--lr", probe.lrs, "the learning rates of the grid instead of the scale's (repeatable)")
+      ->check(CLI::PositiveNumber & finite_number());
+  pb->add_option("--wd", probe.weight_decays, "the weight decays of the grid instead of the scale's (repeatable)")
+      ->check(CLI::NonNegativeNumber & finite_number());
+  pb->add_option("--widths", probe.widths, "MQAR widths instead of the scale's (repeatable)")
+      ->check(CLI::Range(int64_t{1}, int64_t{65536}));
+  pb->callback([&] {
+    action = [&] {
+      probe.experiments.assign(probe_files.begin(), probe_files.end());
+      probe.output_dir = probe_dir;
+      probe.train = [](const RunOptions& run) { return supervise_run(run, 1); };
+      auto result = run_probe(probe);
+      std::cout << "\n" << probe_markdown(result);
+      for (const auto& c : result["cells"])
+        if (c["status"] != "completed") return 1;
       return 0;
     };
   });

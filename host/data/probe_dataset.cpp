@@ -126,15 +126,44 @@ class ProbeDataset final : public Dataset {
   mutable std::optional<double> unigram_cross_entropy_;
 };
 
+using Factory = std::unique_ptr<ProbeTask> (*)(uint64_t seed, Options& options);
+
+const std::vector<std::pair<std::string, Factory>>& factories() {
+  static const std::vector<std::pair<std::string, Factory>> table = {
+      {"builtin:mqar", make_mqar},
+      {"builtin:copy", make_selective_copy},
+      {"builtin:recall", make_recall},
+      {"builtin:noisy_recall", make_noisy_recall},
+      {"builtin:fuzzy_recall", make_fuzzy_recall},
+      {"builtin:memorization", make_memorization}};
+  return table;
+}
+
 }  // namespace
+
+const std::vector<std::string>& probe_sources() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const auto& [name, make] : factories()) out.push_back(name);
+    return out;
+  }();
+  return names;
+}
+
+bool is_probe_source(const std::string& source) {
+  const auto& names = probe_sources();
+  return std::find(names.begin(), names.end(), source) != names.end();
+}
 
 std::unique_ptr<Dataset> open_probe_dataset(const DataSpec& data, const TokenizerSpec& tok, Options& options) {
   if (tok.kind != "byte" && tok.kind != "ids")
     throw DataError(data.source +
                     " is a probe task with its own id vocabulary: leave the tokenizer kind at its default (got \"" +
                     tok.kind + "\")");
-  std::unique_ptr<ProbeTask> task =
-      data.source == "builtin:mqar" ? make_mqar(data.seed, options) : make_selective_copy(data.seed, options);
+  const auto& table = factories();
+  const auto found = std::find_if(table.begin(), table.end(), [&](const auto& entry) { return entry.first == data.source; });
+  if (found == table.end()) throw DataError(data.source + " is not a probe task");
+  std::unique_ptr<ProbeTask> task = found->second(data.seed, options);
   options.finish();
   return std::make_unique<ProbeDataset>(data, std::move(task), options.resolved());
 }

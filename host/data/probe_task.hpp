@@ -27,8 +27,15 @@ class ProbeTask {
   virtual void generate(Split split, int64_t index, int64_t* inputs, int64_t* targets) const = 0;
 };
 
-// Both read their parameters from `options` (see docs/data.md for the keys and defaults).
+// Each reads its parameters from `options` (see docs/data.md for the keys and defaults).
 std::unique_ptr<ProbeTask> make_mqar(uint64_t seed, Options& options);
 std::unique_ptr<ProbeTask> make_selective_copy(uint64_t seed, Options& options);
+// The MAD tasks (Poli et al. 2024); selective copying is make_selective_copy.
+std::unique_ptr<ProbeTask> make_recall(uint64_t seed, Options& options);
+std::unique_ptr<ProbeTask> make_noisy_recall(uint64_t seed, Options& options);
+std::unique_ptr<ProbeTask> make_fuzzy_recall(uint64_t seed, Options& options);
+std::unique_ptr<ProbeTask> make_memorization(uint64_t seed, Options& options);
+// Needs an autoencoder readout, so it is no data source of the causal model (compression.cpp).
+std::unique_ptr<ProbeTask> make_compression(uint64_t seed, Options& options);
 
 }  // namespace mixlab::data

@@ -1,5 +1,6 @@
 #include "experiment/explain.hpp"
 
+#include "data/probe_dataset.hpp"
 #include "experiment/experiment_data.hpp"
 #include "experiment/memory_estimate.hpp"
 #include "model/model.hpp"
@@ -33,7 +34,7 @@ std::string human_bytes(double n) {
 // The vocabulary size an experiment will have, without training a tokenizer.
 int64_t planned_vocab_size(const ExperimentConfig& c) {
   if (c.tokenizer.kind == "sentencepiece") return c.tokenizer.vocab_size;
-  if (c.data.source == "builtin:mqar" || c.data.source == "builtin:copy") {
+  if (data::is_probe_source(c.data.source)) {
     return open_dataset(c)->tokenizer().vocab_size();  // probe tasks generate on demand: cheap
   }
   return 256;

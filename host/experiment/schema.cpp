@@ -190,7 +190,7 @@ std::vector<Field> make_fields() {
       int_field("tokenizer.vocab_size", MIXLAB_REF(int64_t, tokenizer.vocab_size), 0, limits::kVocab,
                 "SentencePiece vocabulary size (required for sentencepiece)"),
       string_field("data.source", MIXLAB_REF(std::string, data.source), {},
-                   "text file, folder of .txt files, or builtin:grammar | builtin:mqar | builtin:copy | builtin:kjv",
+                   "text file, folder of .txt files, builtin:grammar | builtin:kjv, or a probe task (docs/data.md)",
                    true),
       float_field("data.val_fraction", MIXLAB_REF(double, data.val_fraction), 0, 0.5, true,
                   "share of a text corpus held out for validation (its end)"),

@@ -1,5 +1,6 @@
 #include "interop/hf_export.hpp"
 
+#include "data/probe_dataset.hpp"
 #include "interop/hf_mapping.hpp"
 #include "model/safetensors.hpp"
 #include "train/trained_run.hpp"
@@ -83,7 +84,7 @@ ExportResult export_hf(const std::filesystem::path& model_dir, const std::filesy
                                      {"clean_up_tokenization_spaces", false}}
                               .dump(2) + "\n");
     result.tokenizer_note = "byte tokenizer: tokenizer.json (ByteLevel, id = byte value)";
-  } else if (run.config.data.source == "builtin:mqar" || run.config.data.source == "builtin:copy") {
+  } else if (data::is_probe_source(run.config.data.source)) {
     result.tokenizer_note = "probe-task ids are the vocabulary: no tokenizer files";
   } else {
     result.tokenizer_note = "tokenizer \"" + kind + "\" is not exported (only the byte tokenizer is); pass token ids";

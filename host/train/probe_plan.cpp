@@ -1,0 +1,146 @@
+#include "train/probe_plan.hpp"
+
+#include <sstream>
+#include <tuple>
+
+namespace mixlab {
+namespace {
+
+using Options = std::map<std::string, double>;
+
+// The base options with `changes` applied.
+Options with(Options base, const Options& changes) {
+  for (const auto& [key, value] : changes) base[key] = value;
+  return base;
+}
+
+// MAD's difficulty design: the baseline, then each knob moved alone through its values.
+std::vector<ProbeLevel> vary(const Options& base, const std::vector<std::pair<std::string, std::vector<double>>>& knobs,
+                             const std::map<std::string, std::string>& short_names) {
+  std::vector<ProbeLevel> levels{{"base", base}};
+  for (const auto& [key, values] : knobs)
+    for (double value : values) {
+      std::ostringstream label;
+      label << short_names.at(key) << " " << value;
+      levels.push_back({label.str(), with(base, {{key, value}})});
+    }
+  return levels;
+}
+
+const std::map<std::string, std::string> kShort = {{"vocab_size", "vocab"},
+                                                   {"input_seq_len", "len"},
+                                                   {"train_examples", "examples"},
+                                                   {"frac_noise", "noise"},
+                                                   {"num_tokens_to_copy", "copy"}};
+
+// The MAD suite at the paper's settings (mad-lab configs/tasks/*.yml): 12,800 train and
+// 1,280 test examples unless a level says otherwise.
+std::vector<ProbeTaskPlan> mad_full() {
+  const Options examples{{"train_examples", 12800}, {"val_examples", 1280}};
+  const std::vector<double> fewer{6400, 3200, 1600, 800};
+  return {
+      {"recall", "builtin:recall",
+       vary(with(examples, {{"vocab_size", 16}, {"input_seq_len", 128}}),
+            {{"vocab_size", {32, 64, 128}}, {"input_seq_len", {256, 512, 1024}}, {"train_examples", fewer}}, kShort)},
+      {"fuzzy_recall", "builtin:fuzzy_recall",
+       vary(with(examples, {{"vocab_size", 16}, {"input_seq_len", 128}, {"k_motif_size", 3}, {"v_motif_size", 3}}),
+            {{"vocab_size", {32, 64, 128}}, {"input_seq_len", {256, 512, 1024}}, {"train_examples", fewer}}, kShort)},
+      {"noisy_recall", "builtin:noisy_recall",
+       vary(with(examples, {{"vocab_size", 32}, {"noise_vocab_size", 16}, {"input_seq_len", 128}, {"frac_noise", 0.2}}),
+            {{"vocab_size", {48, 80, 144}},
+             {"input_seq_len", {256, 512, 1024}},
+             {"train_examples", fewer},
+             {"frac_noise", {0.4, 0.6, 0.8}}},
+            kShort)},
+      {"selective_copy", "builtin:copy",
+       vary(with(examples, {{"vocab_size", 16}, {"input_seq_len", 256}, {"num_tokens_to_copy", 16}}),
+            {{"vocab_size", {32, 64, 128}},
+             {"input_seq_len", {512, 1024}},
+             {"train_examples", fewer},
+             {"num_tokens_to_copy", {32, 64, 96}}},
+            kShort)},
+      {"memorization", "builtin:memorization",
+       vary({{"vocab_size", 256}, {"input_seq_len", 32}, {"train_examples", 256}, {"val_examples", 1280}},
+            {{"vocab_size", {512, 1024, 2048, 4096, 8192}}}, kShort)},
+  };
+}
+
+// The CPU default: the same tasks at shorter sequences, the baseline and two harder levels each.
+std::vector<ProbeTaskPlan> mad_cpu() {
+  const Options examples{{"train_examples", 12800}, {"val_examples", 256}};
+  return {
+      {"recall", "builtin:recall",
+       vary(with(examples, {{"vocab_size", 16}, {"input_seq_len", 64}}),
+            {{"vocab_size", {32}}, {"input_seq_len", {128}}}, kShort)},
+      {"fuzzy_recall", "builtin:fuzzy_recall",
+       vary(with(examples, {{"vocab_size", 16}, {"input_seq_len", 64}, {"k_motif_size", 3}, {"v_motif_size", 3}}),
+            {{"vocab_size", {32}}, {"input_seq_len", {128}}}, kShort)},
+      {"noisy_recall", "builtin:noisy_recall",
+       vary(with(examples, {{"vocab_size", 32}, {"noise_vocab_size", 16}, {"input_seq_len", 64}, {"frac_noise", 0.2}}),
+            {{"frac_noise", {0.4, 0.6}}}, kShort)},
+      {"selective_copy", "builtin:copy",
+       vary(with(examples, {{"vocab_size", 16}, {"input_seq_len", 64}, {"num_tokens_to_copy", 8}}),
+            {{"vocab_size", {32}}, {"num_tokens_to_copy", {16}}}, kShort)},
+      {"memorization", "builtin:memorization",
+       vary({{"vocab_size", 256}, {"input_seq_len", 32}, {"train_examples", 256}, {"val_examples", 256}},
+            {{"vocab_size", {512, 1024}}}, kShort)},
+  };
+}
+
+// zoology's MQAR sweep (Arora et al. 2023, fig. 2): (T, K) in {(64, 4), (128, 8), (256, 16)},
+// batch 256 / 128 / 64, gaps with power_a 0.01, zero fillers.
+std::vector<ProbeTaskPlan> mqar(int64_t vocab, int64_t train, int64_t val, bool zoology_batches) {
+  std::vector<ProbeLevel> levels;
+  for (auto [length, pairs, batch] : {std::tuple{64, 4, 256}, std::tuple{128, 8, 128}, std::tuple{256, 16, 64}})
+    levels.push_back({"len " + std::to_string(length) + ", kv " + std::to_string(pairs),
+                      {{"vocab_size", static_cast<double>(vocab)},
+                       {"input_seq_len", length},
+                       {"num_kv_pairs", pairs},
+                       {"random_non_queries", 0},
+                       {"train_examples", static_cast<double>(train)},
+                       {"val_examples", static_cast<double>(val)}},
+                      zoology_batches ? batch : 0});
+  return {{"mqar", "builtin:mqar", levels, true}};
+}
+
+std::vector<ProbeTaskPlan> with_grid(std::vector<ProbeTaskPlan> tasks, const std::vector<double>& lrs,
+                                     const std::vector<double>& weight_decays, int64_t epochs = 0) {
+  for (auto& task : tasks) task.lrs = lrs, task.weight_decays = weight_decays, task.epochs = epochs;
+  return tasks;
+}
+
+}  // namespace
+
+int64_t ProbeScale::steps_for(const ProbeTaskPlan& task, const ProbeLevel& level) const {
+  if (steps > 0) return steps;
+  const auto examples = static_cast<int64_t>(level.options.at("train_examples"));
+  const int64_t batch = batch_for(level);
+  return task.epochs * ((examples + batch - 1) / batch);
+}
+
+ProbeScale probe_scale(bool full) {
+  ProbeScale s;
+  if (full) {
+    // MAD (mad-lab benchmark.py, configs.py): width 128, 200 epochs of batch 128, lr x wd grid.
+    s.name = "full";
+    s.width = 128;
+    s.batch_size = 128;
+    s.mad = with_grid(mad_full(), {1e-4, 5e-4, 1e-3}, {0.0, 0.1}, 200);
+    // zoology: d_model 64-512, lr logspace(-4, -2, 4), weight decay 0.1, 100k train and 3k test examples
+    // of V = 8192; 64 epochs is our choice.
+    s.mqar_widths = {64, 128, 256, 512};
+    s.mqar = with_grid(mqar(8192, 100000, 3000, true), {1e-4, 4.64e-4, 2.15e-3, 1e-2}, {0.1}, 64);
+    return s;
+  }
+  s.name = "cpu";
+  // About 15 minutes for attention on 2 quiet cores (docs/probe.md): 30 cells of 200 steps x 16 sequences.
+  s.width = 64;
+  s.batch_size = 16;
+  s.steps = 200;
+  s.mad = with_grid(mad_cpu(), {1e-3, 4e-3}, {0.0});
+  s.mqar_widths = {32, 64, 128};
+  s.mqar = with_grid(mqar(512, 20000, 256, false), {1e-3, 4e-3}, {0.0});
+  return s;
+}
+
+}  // namespace mixlab

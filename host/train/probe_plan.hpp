@@ -1,0 +1,53 @@
+// What `host probe` trains: the MAD suite (Poli et al. 2024) and zoology's MQAR
+// sweep (Arora et al. 2023), each task with its difficulty levels, at one of two
+// scales: the CPU default (the MAD suite for one mixer in about 15 minutes on 2
+// cores) and --full (the papers' scale). docs/probe.md lists both.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mixlab {
+
+// A difficulty level: a label ("base", "vocab 32") and the generator options it sets.
+struct ProbeLevel {
+  std::string label;
+  std::map<std::string, double> options;  // data.options of the task (docs/data.md), train_examples included
+  int64_t batch_size = 0;                 // 0: the scale's
+};
+
+struct ProbeTaskPlan {
+  std::string name;    // "recall", ..., "mqar"
+  std::string source;  // "builtin:recall"
+  std::vector<ProbeLevel> levels;
+  bool width_sweep = false;  // MQAR: every level at every width of the scale
+  std::vector<double> lrs, weight_decays;  // the optimizer grid; a setting keeps its best grid point
+  int64_t epochs = 0;                      // passes over the train set, when the scale sets no steps
+};
+
+struct ProbeScale {
+  std::string name;  // "cpu" or "full"
+  int64_t width = 64;                 // d_model of the standard probe model (MAD)
+  int64_t blocks = 2;                 // blocks of mixer + SwiGLU MLP (hidden 4 * width)
+  int64_t batch_size = 32;
+  int64_t steps = 0;                  // > 0: steps per cell; 0: the task's epochs over the level's train set
+  std::vector<int64_t> mqar_widths;
+  std::vector<ProbeTaskPlan> mad, mqar;
+
+  int64_t batch_for(const ProbeLevel& level) const { return level.batch_size > 0 ? level.batch_size : batch_size; }
+  // `steps`, or the task's epochs over the level's train_examples.
+  int64_t steps_for(const ProbeTaskPlan& task, const ProbeLevel& level) const;
+};
+
+ProbeScale probe_scale(bool full);
+
+// MAD's compression needs an autoencoder readout the causal model lacks (data/compression.cpp):
+// every probe report names it as not run, with this reason.
+inline constexpr const char* kCompressionNotRun =
+    "compression: not run; MAD scores it through an autoencoder readout (the sequence decoded from the "
+    "compression token by an MLP) and mixlab's model is a causal language model, which would see each token "
+    "it is asked to reconstruct";
+
+}  // namespace mixlab

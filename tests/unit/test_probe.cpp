@@ -1,0 +1,129 @@
+// `host probe` end to end (host/train/probe.cpp): a tiny probe of a test mixer,
+// an interrupted probe resumed with its completed cells reused, and the refusal
+// of a bad --mixer and of a mixer that fails the conformance checks.
+#include <doctest/doctest.h>
+
+#include "host_test_helpers.hpp"
+
+#include <sys/stat.h>
+
+using namespace mixlab::test;
+
+namespace {
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// The tiny scale: one level of in-context recall at 6 steps, prefix_mean from the test plugins.
+std::string tiny_probe(const std::filesystem::path& dir, const std::string& extra = "") {
+  return "probe --mixer prefix_mean --tasks recall --levels 1 --steps 6 --lr 0.01 --output-dir " + dir.string() +
+         " " + extra;
+}
+
+}  // namespace
+
+TEST_SUITE("probe") {
+  TEST_CASE("probe: a tiny probe trains every cell and writes probe.json, probe.md and probe.png") {
+    auto dir = scratch("probe-tiny");
+    auto r = host(tiny_probe(dir, "--seeds 2"), 300);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    CHECK(contains(r.output, "conformance of prefix_mean"));
+    CHECK(contains(r.output, "[2/2] prefix_mean recall (base) lr 0.01 wd 0 seed 1: completed, accuracy"));
+    auto p = read_json(dir / "probe.json");
+    REQUIRE(p["cells"].size() == 2);
+    for (const auto& c : p["cells"]) {
+      CHECK(c["status"] == "completed");
+      CHECK(c["accuracy"].get<double>() >= 0.0);
+      CHECK(c["accuracy"].get<double>() <= 1.0);
+      CHECK(c["key"]["steps"] == 6);
+    }
+    REQUIRE(p["settings"].size() == 1);
+    const auto& best = p["settings"][0]["best"];
+    CHECK(best["n"] == 2);
+    const double a = p["cells"][0]["accuracy"], b = p["cells"][1]["accuracy"];
+    CHECK(best["mean"].get<double>() == doctest::Approx((a + b) / 2));
+    CHECK(best["std"].get<double>() == doctest::Approx(std::abs(a - b) / std::sqrt(2.0)));
+    CHECK(p["scores"]["prefix_mean"]["recall"].get<double>() == doctest::Approx(best["mean"].get<double>()));
+    // Each cell is an ordinary run folder of the standard probe model at its settings.
+    auto m = read_json(dir / "cells/prefix_mean/recall/base/lr0.01-wd0/seed-0/run/manifest.json");
+    CHECK(m["status"] == "completed");
+    CHECK(m["config"]["data"]["source"] == "builtin:recall");
+    CHECK(m["config"]["model"]["d_model"] == 64);
+    CHECK(m["config"]["training"]["steps"] == 6);
+    std::ifstream md(dir / "probe.md");
+    std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+    CHECK(contains(text, "| recall, base |"));
+    CHECK(contains(text, "| task, level | prefix_mean |"));
+    CHECK(std::filesystem::file_size(dir / "probe.png") > 1000);
+
+    // Run again: every cell is reused, nothing trains.
+    auto again = host(tiny_probe(dir, "--seeds 2"), 120);
+    INFO(again.output);
+    CHECK(again.exit_code == 0);
+    CHECK(contains(again.output, "[1/2] prefix_mean recall (base) lr 0.01 wd 0 seed 0: completed, accuracy"));
+    CHECK(contains(again.output, "(reused)"));
+    CHECK_FALSE(contains(again.output, "conformance of"));  // passed before: remembered
+    // Other settings in the same folder are refused, not mixed in.
+    auto other = host("probe --mixer prefix_mean --tasks recall --levels 1 --steps 7 --lr 0.01 --output-dir " + dir.string(), 120);
+    CHECK(other.exit_code == 1);
+    CHECK(contains(other.output, "holds a cell run with other settings"));
+  }
+
+  TEST_CASE("probe: an interrupted probe continues where it stopped and reuses its completed cells") {
+    auto dir = scratch("probe-resume");
+    const auto first = dir / "cells/prefix_mean/recall/base/lr0.01-wd0/seed-0/result.json";
+    // SIGTERM as soon as the first cell is done: the probe stops during or before the second.
+    auto r = run_command("sh -c '" + host_command(tiny_probe(dir, "--seeds 3")) + " > " + (dir.string() + ".log") +
+                             " 2>&1 & pid=$!; for i in $(seq 3000); do [ -f " + first.string() +
+                             " ] && break; sleep 0.1; done; kill -TERM $pid; wait $pid; echo exit=$?'",
+                         300);
+    INFO(r.output);
+    REQUIRE(std::filesystem::exists(first));
+    CHECK_FALSE(std::filesystem::exists(dir / "probe.json"));
+    CHECK_FALSE(contains(r.output, "exit=0"));
+    struct stat before{};
+    REQUIRE(stat(first.c_str(), &before) == 0);
+
+    auto resumed = host(tiny_probe(dir, "--seeds 3"), 300);
+    INFO(resumed.output);
+    CHECK(resumed.exit_code == 0);
+    CHECK(contains(resumed.output, "[1/3] prefix_mean recall (base) lr 0.01 wd 0 seed 0: completed, accuracy"));
+    CHECK(contains(resumed.output, "(reused)"));
+    struct stat after{};
+    REQUIRE(stat(first.c_str(), &after) == 0);
+    CHECK(after.st_mtim.tv_sec == before.st_mtim.tv_sec);  // not retrained
+    CHECK(after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+    auto p = read_json(dir / "probe.json");
+    CHECK(p["cells"].size() == 3);
+    for (const auto& c : p["cells"]) CHECK(c["status"] == "completed");
+  }
+
+  TEST_CASE("probe: a bad --mixer, a mixer failing conformance and a wrong --tasks are refused before training") {
+    auto dir = scratch("probe-refused");
+    auto unknown = host("probe --mixer atention --output-dir " + dir.string(), 60);
+    INFO(unknown.output);
+    CHECK(unknown.exit_code == 1);
+    CHECK(contains(unknown.output, "--mixer atention"));
+    CHECK(contains(unknown.output, "attention"));  // the candidates are listed
+
+    auto ffn = host("probe --mixer mlp --output-dir " + dir.string(), 60);
+    CHECK(ffn.exit_code == 1);
+    CHECK(contains(ffn.output, "not a sequence mixer"));
+
+    // noncausal (tests/plugins/noncausal.cpp) looks ahead: it would read the answers off the input.
+    auto cheat = host("probe --mixer noncausal --tasks recall --levels 1 --steps 2 --output-dir " + dir.string(), 300);
+    INFO(cheat.output);
+    CHECK(cheat.exit_code == 1);
+    CHECK(contains(cheat.output, "causality"));
+    CHECK(contains(cheat.output, "failed the conformance checks above"));
+    CHECK_FALSE(std::filesystem::exists(dir / "cells"));
+
+    auto task = host("probe --mixer prefix_mean --tasks recal --output-dir " + dir.string(), 60);
+    CHECK(task.exit_code == 1);
+    CHECK(contains(task.output, "did you mean 'recall'"));
+
+    auto both = host("probe --output-dir " + dir.string(), 60);
+    CHECK(both.exit_code == 1);
+    CHECK(contains(both.output, "give --mixer"));
+  }
+}
