@@ -283,8 +283,10 @@ class Planner {
   }
 
   void bamba() {
-    // Bamba without attention layers (all mamba + mlp) still needs attention keys: its defaults.
     const auto* attn = uniform("attention", true);
+    // Bamba computes a stack of mamba + mlp alone, but transformers 5.24's BambaModel then fails in
+    // its forward (its default cache asks an attention layer for the sequence length).
+    if (!attn) differ("no attention layer: transformers' Bamba needs one (its cache fails without); Mamba2 has no MLP");
     Attention a = read_attention(attn ? attn->config : json{{"partial_rotary_factor", 0.5}}, c_.model.d_model);
     Mamba mb = read_mamba(uniform("mamba", true)->config);
     const auto& f = uniform("mlp", false)->config;
