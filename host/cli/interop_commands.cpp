@@ -24,14 +24,17 @@ void add_interop_commands(CLI::App& app, Action& action) {
   });
 
   static std::string hf_dir, import_dir;
-  auto* imp = app.add_subcommand("import", "turn a local Hugging Face folder (Llama, Mistral, Qwen2, Mixtral, Mamba2, "
-                                           "Bamba) into a mixlab experiment and weights");
+  static bool ids_only = false;
+  auto* imp = app.add_subcommand("import", "turn a local Hugging Face folder (Llama, Mistral, Ministral, Qwen2, "
+                                           "Mixtral, Mamba2, Bamba) into a mixlab experiment and weights");
   imp->add_option("hf_dir", hf_dir, "folder with config.json and model.safetensors")->required();
   imp->add_option("--output-dir", import_dir, "the folder to create (must not exist)")->required();
+  imp->add_flag("--ids-only", ids_only, "leave the folder's tokenizer out (the model is then driven by token ids)");
   imp->callback([&] {
     action = [&] {
-      auto type = import_hf(hf_dir, import_dir);
-      std::cout << import_dir << ": " << type << " imported (experiment.toml, model.safetensors)\n";
+      auto r = import_hf(hf_dir, import_dir, ids_only);
+      std::cout << import_dir << ": " << r.model_type << " imported (experiment.toml, model.safetensors); tokenizer: "
+                << r.tokenizer_note << "\n";
       return 0;
     };
   });

@@ -74,23 +74,29 @@ std::string SentencePieceTokenizer::train(const std::string& text, const Tokeniz
   return model;
 }
 
-std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::load(const std::filesystem::path& model_file,
-                                                                     const std::string& model_type) {
+std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::load(const std::filesystem::path& model_file) {
   auto processor = std::make_unique<sentencepiece::SentencePieceProcessor>();
   const auto status = processor->Load(model_file.string());
   if (!status.ok())
     throw DataError("cannot load sentencepiece model " + model_file.string() + ": " + status.ToString());
-  std::string id = "sentencepiece:" + model_type + ":" + std::to_string(processor->GetPieceSize()) + ":" +
+  SentencePieceModel model = parse_sentencepiece_model(processor->serialized_model_proto(), model_file.string());
+  std::string id = "sentencepiece:" + model.model_type + ":" + std::to_string(processor->GetPieceSize()) + ":" +
                    sha256_file(model_file);
-  return std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(std::move(processor), std::move(id)));
+  if (processor->PieceToId("<0x0A>") == processor->unk_id())
+    throw DataError("sentencepiece model " + model_file.string() +
+                    " has no byte piece <0x0A>: it was not trained with byte_fallback");
+  return std::unique_ptr<SentencePieceTokenizer>(
+      new SentencePieceTokenizer(std::move(processor), std::move(model), std::move(id)));
 }
 
 SentencePieceTokenizer::SentencePieceTokenizer(std::unique_ptr<sentencepiece::SentencePieceProcessor> processor,
-                                               std::string id)
-    : processor_(std::move(processor)), id_(std::move(id)), newline_id_(processor_->PieceToId("<0x0A>")) {
-  if (newline_id_ == processor_->unk_id())
-    throw DataError("sentencepiece model " + id_ + " has no byte piece <0x0A>: it was not trained with byte_fallback");
-}
+                                               SentencePieceModel model, std::string id)
+    : processor_(std::move(processor)),
+      model_(std::move(model)),
+      id_(std::move(id)),
+      newline_id_(processor_->PieceToId("<0x0A>")) {}
+
+std::string SentencePieceTokenizer::serialized_model() const { return processor_->serialized_model_proto(); }
 
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 

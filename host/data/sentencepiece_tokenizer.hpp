@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "data/sentencepiece_model.hpp"
 #include "data/tokenizer.hpp"
 
 namespace sentencepiece {
@@ -24,10 +25,8 @@ class SentencePieceTokenizer final : public Tokenizer {
  public:
   // Returns the serialized model trained on the lines of `text`.
   static std::string train(const std::string& text, const TokenizerSpec& spec);
-  // `model_type` is recorded in the id (the model proto is not readable through
-  // the public header).
-  static std::unique_ptr<SentencePieceTokenizer> load(const std::filesystem::path& model_file,
-                                                      const std::string& model_type);
+  // Loads a model file (trained here, or any with byte pieces, e.g. from `host import`).
+  static std::unique_ptr<SentencePieceTokenizer> load(const std::filesystem::path& model_file);
   ~SentencePieceTokenizer() override;
 
   std::string kind() const override { return "sentencepiece"; }
@@ -36,10 +35,16 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::vector<TokenSpan> encode_spans(const std::string& text) const override;
   std::string decode(const std::vector<int32_t>& ids) const override;
 
+  // The model file's bytes, and what they hold (pieces, algorithm, normaliser).
+  std::string serialized_model() const;
+  const SentencePieceModel& model() const { return model_; }
+
  private:
-  SentencePieceTokenizer(std::unique_ptr<sentencepiece::SentencePieceProcessor> processor, std::string id);
+  SentencePieceTokenizer(std::unique_ptr<sentencepiece::SentencePieceProcessor> processor, SentencePieceModel model,
+                         std::string id);
 
   std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  SentencePieceModel model_;
   std::string id_;
   int32_t newline_id_ = 0;
 };

@@ -72,7 +72,12 @@ class TextDataset final : public Dataset {
     options.finish();
     class_names_ = source.class_names;
     json key = {{"format", kCacheFormat}, {"source", source.identity}, {"tokenizer", {{"kind", tok.kind}}}};
-    if (tok.kind == "sentencepiece")
+    if (tok.kind == "sentencepiece" && !tok.model_file.empty()) {
+      if (!fs::is_regular_file(tok.model_file))
+        throw DataError("tokenizer.model_file " + tok.model_file + ": no such file");
+      key["tokenizer"]["model_file_sha256"] = sha256_file(tok.model_file);
+    }
+    else if (tok.kind == "sentencepiece")
       key["tokenizer"].update({{"model_type", tok.model_type}, {"vocab_size", tok.vocab_size}});
     cache_path_ = cache_dir / (source.name + "-" + sha256_string(key.dump()).substr(0, 16));
 
@@ -170,10 +175,17 @@ class TextDataset final : public Dataset {
       tokenizer_ = make_byte_tokenizer();
       return;
     }
+    if (!tok.model_file.empty()) {  // given, never retrained
+      tokenizer_ = SentencePieceTokenizer::load(tok.model_file);
+      if (tok.vocab_size != tokenizer_->vocab_size())
+        throw DataError("tokenizer.model_file " + tok.model_file + " has " + std::to_string(tokenizer_->vocab_size()) +
+                        " pieces; tokenizer.vocab_size says " + std::to_string(tok.vocab_size));
+      return;
+    }
     const fs::path model = cache_path_ / "tokenizer.model";
     if (!fs::exists(model)) return;
     try {
-      tokenizer_ = SentencePieceTokenizer::load(model, tok.model_type);
+      tokenizer_ = SentencePieceTokenizer::load(model);
     } catch (const DataError& error) {
       log::warn(std::string("data: retraining the tokenizer: ") + error.what());
     }
@@ -213,7 +225,7 @@ class TextDataset final : public Dataset {
     if (!tokenizer_) {
       const fs::path model = cache_path_ / "tokenizer.model";
       write_file_atomic(model, SentencePieceTokenizer::train(splits.train.text, tok));
-      tokenizer_ = SentencePieceTokenizer::load(model, tok.model_type);
+      tokenizer_ = SentencePieceTokenizer::load(model);
       log::info("data: trained " + tokenizer_->id() + " on " + std::to_string(splits.train.text.size()) + " bytes");
     }
     const ShardDtype dtype = token_dtype(tokenizer_->vocab_size());

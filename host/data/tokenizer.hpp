@@ -34,6 +34,7 @@ struct TokenizerSpec {
   std::string kind = "byte";       // "byte" (vocab 256) | "sentencepiece"
   std::string model_type = "bpe";  // sentencepiece: "bpe" | "unigram"
   int64_t vocab_size = 0;          // sentencepiece: required (e.g. 512..8192)
+  std::string model_file;          // sentencepiece: a model to load instead of training one
 };
 
 std::unique_ptr<Tokenizer> make_byte_tokenizer();

@@ -75,6 +75,7 @@ struct ExperimentConfig {
     std::string kind = "byte";
     std::string model_type = "bpe";
     int64_t vocab_size = 0;
+    std::string model_file;  // a SentencePiece model to use instead of training one (relative: to the experiment file)
   } tokenizer;
   struct Data {
     std::string source;  // required

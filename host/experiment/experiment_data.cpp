@@ -13,7 +13,8 @@ std::filesystem::path data_cache_dir(const ExperimentConfig& config) {
 
 std::unique_ptr<data::Dataset> open_dataset(const ExperimentConfig& c) {
   return data::Dataset::open({c.data.source, c.data.val_fraction, c.job.seed, c.data.options},
-                             {c.tokenizer.kind, c.tokenizer.model_type, c.tokenizer.vocab_size}, data_cache_dir(c));
+                             {c.tokenizer.kind, c.tokenizer.model_type, c.tokenizer.vocab_size, c.tokenizer.model_file},
+                             data_cache_dir(c));
 }
 
 }  // namespace mixlab

@@ -333,6 +333,9 @@ class Loader {
     if (c.tokenizer.kind == "sentencepiece" && c.tokenizer.vocab_size < 16)
       error(root.at_path("tokenizer.kind").node(), "tokenizer.vocab_size",
             "sentencepiece needs vocab_size >= 16 (e.g. 2048)");
+    if (!c.tokenizer.model_file.empty() && c.tokenizer.kind != "sentencepiece")
+      error(root.at_path("tokenizer.model_file").node(), "tokenizer.model_file",
+            "a model file needs tokenizer.kind = \"sentencepiece\"");
   }
 
   std::vector<Diagnostic> diagnostics_;
@@ -428,9 +431,12 @@ ExperimentConfig parse_experiment(std::string_view text, const std::filesystem::
   Loader loader(name);
   for (const auto& o : overrides) loader.apply_override(root, o);
   ExperimentConfig config = loader.read(root);
-  // Plugin folders are relative to the experiment file.
+  // Plugin folders and a tokenizer model file are relative to the experiment file.
   for (auto& p : config.job.plugin_path)
     if (std::filesystem::path(p).is_relative()) p = (file.parent_path() / p).lexically_normal().string();
+  auto& model_file = config.tokenizer.model_file;
+  if (!model_file.empty() && std::filesystem::path(model_file).is_relative())
+    model_file = (file.parent_path() / model_file).lexically_normal().string();
   if (!loader.diagnostics_.empty()) throw ExperimentError(loader.diagnostics_);
   return config;
 }

@@ -189,6 +189,9 @@ std::vector<Field> make_fields() {
                    "SentencePiece algorithm"),
       int_field("tokenizer.vocab_size", MIXLAB_REF(int64_t, tokenizer.vocab_size), 0, limits::kVocab,
                 "SentencePiece vocabulary size (required for sentencepiece)"),
+      string_field("tokenizer.model_file", MIXLAB_REF(std::string, tokenizer.model_file), {},
+                   "a SentencePiece model file used instead of training one (relative to the experiment file; "
+                   "its piece count must equal vocab_size)"),
       string_field("data.source", MIXLAB_REF(std::string, data.source), {},
                    "text file, folder of .txt files, builtin:grammar | builtin:kjv, or a probe task (docs/data.md)",
                    true),

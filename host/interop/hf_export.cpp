@@ -1,7 +1,8 @@
 #include "interop/hf_export.hpp"
 
-#include "data/probe_dataset.hpp"
 #include "interop/hf_mapping.hpp"
+#include "experiment/experiment_data.hpp"
+#include "interop/hf_tokenizer.hpp"
 #include "model/safetensors.hpp"
 #include "train/trained_run.hpp"
 #include "util/atomic_file.hpp"
@@ -10,44 +11,6 @@
 #include <map>
 
 namespace mixlab {
-namespace {
-
-std::string utf8(uint32_t cp) {
-  std::string s;
-  if (cp < 0x80) s += static_cast<char>(cp);
-  else {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
-// mixlab's byte tokenizer (token id = byte value) as a `tokenizers` ByteLevel BPE
-// without merges: ByteLevel maps each byte to one printable character (GPT-2's
-// bytes_to_unicode), and the vocabulary maps that character back to the byte.
-nlohmann::json byte_tokenizer_json() {
-  nlohmann::json vocab = nlohmann::json::object();
-  uint32_t next = 256;
-  for (uint32_t b = 0; b < 256; ++b) {
-    bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-    vocab[utf8(printable ? b : next++)] = b;
-  }
-  nlohmann::json byte_level{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
-  return {{"version", "1.0"},
-          {"truncation", nullptr},
-          {"padding", nullptr},
-          {"added_tokens", nlohmann::json::array()},
-          {"normalizer", nullptr},
-          {"pre_tokenizer", byte_level},
-          {"post_processor", nullptr},
-          {"decoder", byte_level},
-          {"model",
-           {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-            {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-            {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
-}
-
-}  // namespace
 
 ExportResult export_hf(const std::filesystem::path& model_dir, const std::filesystem::path& output_dir) {
   TrainedRun run = load_trained_run(model_dir);
@@ -68,27 +31,31 @@ ExportResult export_hf(const std::filesystem::path& model_dir, const std::filesy
     tensors.emplace_back(t.hf, value.to(torch::kCPU, torch::kFloat32).contiguous());
   }
 
+  // The tokenizer first: a SentencePiece one comes from the experiment's data (trained if not cached).
+  HfTokenizerFiles tokenizer;
+  const int64_t vocab = run.model->vocab_size(), max_len = run.config.model.max_seq_len;
+  std::unique_ptr<data::Tokenizer> own;
+  std::unique_ptr<data::Dataset> dataset;
+  const data::Tokenizer* tok = nullptr;
+  if (run.config.data.source == "builtin:mqar" || run.config.data.source == "builtin:copy")
+    tok = (own = data::make_id_tokenizer(vocab)).get();
+  else if (run.config.tokenizer.kind == "byte") tok = (own = data::make_byte_tokenizer()).get();
+  else tok = &(dataset = open_dataset(run.config))->tokenizer();
+  if (tok->vocab_size() == vocab) tokenizer = hf_tokenizer_files(*tok, max_len);
+  else tokenizer.note = "no tokenizer files: the model's vocabulary is " + std::to_string(vocab) + ", the experiment's " +
+                        tok->kind() + " tokenizer has " + std::to_string(tok->vocab_size()) + "; pass token ids";
+  plan.config.update(tokenizer.special_ids);
+
   StagedDir out(output_dir, "export");
   const auto& dir = out.path();
   save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
   write_file_atomic(dir / "config.json", plan.config.dump(2) + "\n");
-  write_file_atomic(dir / "generation_config.json",
-                    nlohmann::json{{"max_length", run.config.model.max_seq_len}, {"do_sample", false}}.dump(2) + "\n");
-  ExportResult result{plan.model_type, ""};
-  const auto& kind = run.config.tokenizer.kind;
-  if (kind == "byte" && run.model->vocab_size() == 256) {
-    write_file_atomic(dir / "tokenizer.json", byte_tokenizer_json().dump(2) + "\n");
-    write_file_atomic(dir / "tokenizer_config.json",
-                      nlohmann::json{{"tokenizer_class", "PreTrainedTokenizerFast"},
-                                     {"model_max_length", run.config.model.max_seq_len},
-                                     {"clean_up_tokenization_spaces", false}}
-                              .dump(2) + "\n");
-    result.tokenizer_note = "byte tokenizer: tokenizer.json (ByteLevel, id = byte value)";
-  } else if (data::is_probe_source(run.config.data.source)) {
-    result.tokenizer_note = "probe-task ids are the vocabulary: no tokenizer files";
-  } else {
-    result.tokenizer_note = "tokenizer \"" + kind + "\" is not exported (only the byte tokenizer is); pass token ids";
-  }
+  nlohmann::json generation{{"max_length", run.config.model.max_seq_len}, {"do_sample", false}};
+  for (const auto& id : tokenizer.special_ids.items())
+    if (!id.value().is_null()) generation[id.key()] = id.value();
+  write_file_atomic(dir / "generation_config.json", generation.dump(2) + "\n");
+  for (const auto& [name, contents] : tokenizer.files) write_file_atomic(dir / name, contents);
+  ExportResult result{plan.model_type, tokenizer.note};
   out.commit();
   return result;
 }

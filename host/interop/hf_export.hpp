@@ -1,8 +1,8 @@
 // `host export MODEL_DIR --format hf --output-dir D`: a folder that
 // transformers.AutoModelForCausalLM.from_pretrained(D) loads with its native
 // classes (no remote code): config.json, model.safetensors (HF names),
-// generation_config.json and, for a byte tokenizer, tokenizer.json +
-// tokenizer_config.json. Refused, with every difference listed, when no HF class
+// generation_config.json and the tokenizer (byte, SentencePiece: hf_tokenizer.hpp).
+// Refused, with every difference listed, when no HF class
 // expresses the model exactly. D is written as D.tmp and renamed.
 #pragma once
 

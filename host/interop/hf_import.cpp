@@ -1,11 +1,15 @@
 #include "interop/hf_import.hpp"
 
 #include "experiment/loader.hpp"
+#include "data/error.hpp"
+#include "data/sentencepiece_tokenizer.hpp"
 #include "interop/hf_mapping.hpp"
+#include "interop/hf_tokenizer.hpp"
 #include "model/safetensors.hpp"
 #include "runtime/registry.hpp"
 #include "train/checkpoint.hpp"
 #include "util/atomic_file.hpp"
+#include "util/log.hpp"
 #include "util/staged_dir.hpp"
 
 #include <toml++/toml.h>
@@ -95,9 +99,43 @@ toml::table attention_table(const HfConfig& c, bool qkv_bias, bool out_bias, dou
   double given = c.has("partial_rotary_factor") ? c.get<double>("partial_rotary_factor") : partial;
   if (given != partial) c.fail("partial_rotary_factor", "is " + std::to_string(given) + "; this architecture needs " + std::to_string(partial));
   if (auto f = rope_linear(c)) t.insert("rope_scaling", toml::table{{"type", "linear"}, {"factor", *f}});
-  if (c.has("sliding_window") && c.get<bool>("use_sliding_window", true))
-    t.insert("window", c.get<int64_t>("sliding_window"));
   return t;
+}
+
+// Which layers attend within sliding_window (HF: Mistral and Mixtral all of them; Qwen2 and
+// Ministral those layer_types names, Qwen2 only with use_sliding_window).
+std::vector<bool> windowed_layers(const HfConfig& c, const std::string& type, int64_t layers) {
+  std::vector<bool> out(layers, false);
+  if (type == "llama" || !c.has("sliding_window") || (type == "qwen2" && !c.get<bool>("use_sliding_window", false)))
+    return out;
+  const bool per_layer = type == "qwen2" || type == "ministral";
+  if (per_layer && c.has("layer_types")) {
+    const json& types = c.raw()["layer_types"];
+    if (!types.is_array() || static_cast<int64_t>(types.size()) != layers)
+      c.fail("layer_types", "must list num_hidden_layers entries");
+    for (int64_t i = 0; i < layers; ++i) {
+      if (types[i] != "sliding_attention" && types[i] != "full_attention")
+        c.fail("layer_types", "entry " + std::to_string(i) + " is " + types[i].dump() +
+                                  " (sliding_attention or full_attention)");
+      out[i] = types[i] == "sliding_attention";
+    }
+    return out;
+  }
+  const int64_t first = type == "qwen2" ? c.get<int64_t>("max_window_layers", 28) : 0;
+  for (int64_t i = std::max<int64_t>(first, 0); i < layers; ++i) out[i] = true;
+  return out;
+}
+
+// The schedule of runs of equal layers, naming each run's template.
+toml::array runs_schedule(const std::vector<std::string>& layer_templates) {
+  toml::array schedule;
+  for (size_t i = 0; i < layer_templates.size();) {
+    int64_t n = 0;
+    const std::string& name = layer_templates[i];
+    while (i < layer_templates.size() && layer_templates[i] == name) ++i, ++n;
+    schedule.push_back(toml::table{{"template", name}, {"repeat", n}});
+  }
+  return schedule;
 }
 
 std::string activation(const HfConfig& c) {
@@ -135,7 +173,8 @@ toml::table mamba_table(const HfConfig& c, const std::string& p) {
 }
 
 // The experiment TOML an HF config describes.
-std::string experiment_toml(const HfConfig& c, const std::string& type, const std::filesystem::path& source) {
+std::string experiment_toml(const HfConfig& c, const std::string& type, const std::filesystem::path& source,
+                            const toml::table& tokenizer) {
   const int64_t layers = c.get<int64_t>("num_hidden_layers");
   const bool mamba2 = type == "mamba2";
   // Mamba-2 has no position limit; 4096 bounds the sequences host forward accepts.
@@ -155,11 +194,9 @@ std::string experiment_toml(const HfConfig& c, const std::string& type, const st
     if (bias) t.insert("bias", true);
     return t;
   };
-  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "mixtral") {
+  if (type == "llama" || type == "mistral" || type == "ministral" || type == "qwen2" || type == "mixtral") {
     bool bias = type == "llama" && c.get<bool>("attention_bias", false);
     auto attn = attention_table(c, bias || type == "qwen2", bias, 1.0);
-    if (type == "qwen2" && c.get<bool>("use_sliding_window", false))
-      c.fail("use_sliding_window", "Qwen2's per-layer sliding window is not mapped");
     toml::table ffn = type == "mixtral"
                           ? toml::table{{"plugin", "moe"},
                                         {"experts", c.get<int64_t>("num_local_experts")},
@@ -167,8 +204,16 @@ std::string experiment_toml(const HfConfig& c, const std::string& type, const st
                                         {"expert_hidden", c.get<int64_t>("intermediate_size")},
                                         {"activation", activation(c)}}
                           : mlp(type == "llama" && c.get<bool>("mlp_bias", false));
-    templates.insert("block", toml::table{{"mixer", attn}, {"ffn", ffn}});
-    schedule.push_back(toml::table{{"template", "block"}, {"repeat", layers}});
+    const auto windowed = windowed_layers(c, type, layers);
+    std::vector<std::string> names;
+    for (bool w : windowed) names.push_back(w ? "window" : "block");
+    if (std::count(windowed.begin(), windowed.end(), false) > 0)
+      templates.insert("block", toml::table{{"mixer", attn}, {"ffn", ffn}});
+    if (std::count(windowed.begin(), windowed.end(), true) > 0) {
+      attn.insert("window", c.get<int64_t>("sliding_window"));
+      templates.insert("window", toml::table{{"mixer", attn}, {"ffn", ffn}});
+    }
+    schedule = runs_schedule(names);
   } else if (mamba2) {
     if (!c.get<bool>("rms_norm", true)) c.fail("rms_norm", "false is not mapped");
     if (c.get<std::string>("hidden_act", "silu") != "silu") c.fail("hidden_act", "must be silu for the mamba plugin");
@@ -183,25 +228,23 @@ std::string experiment_toml(const HfConfig& c, const std::string& type, const st
       templates.insert("attn", toml::table{{"mixer", attention_table(c, bias, bias, 0.5)}, {"ffn", mlp(c.get<bool>("mlp_bias", false))}});
     if (static_cast<int64_t>(attn.size()) < layers)
       templates.insert("mamba", toml::table{{"mixer", mamba_table(c, "mamba_")}, {"ffn", mlp(c.get<bool>("mlp_bias", false))}});
-    for (int64_t i = 0; i < layers;) {  // runs of equal layers
-      std::string name = attn.count(i) ? "attn" : "mamba";
-      int64_t n = 0;
-      while (i < layers && (attn.count(i) ? "attn" : "mamba") == name) ++i, ++n;
-      schedule.push_back(toml::table{{"template", name}, {"repeat", n}});
-    }
+    std::vector<std::string> names;
+    for (int64_t i = 0; i < layers; ++i) names.push_back(attn.count(i) ? "attn" : "mamba");
+    schedule = runs_schedule(names);
   }
   model.insert("templates", templates);
   model.insert("schedule", schedule);
   toml::table root{
       {"job", toml::table{{"name", "imported-" + type}, {"description", "imported from " + source.string() + " (" + type + ")"}}},
       {"model", model},
-      {"tokenizer", toml::table{{"kind", "byte"}}},
+      {"tokenizer", tokenizer},
       {"data", toml::table{{"source", "builtin:grammar"}, {"seq_len", std::min<int64_t>(max_len, 128)}}},
       {"training", toml::table{{"steps", 100}}}};
   std::ostringstream out;
   out << "# Imported by `host import` from " << source.string() << " (" << type << ").\n"
-      << "# The model section is the checkpoint's; [tokenizer], [data] and [training] are a starting\n"
-      << "# point for `host run --init-from`: text generation needs a tokenizer with the model's vocabulary.\n"
+      << "# The model section is the checkpoint's; [tokenizer] is the folder's SentencePiece tokenizer.model\n"
+      << "# when mixlab reads it (else the import is ids-only: see import.json); [data] and [training] are a\n"
+      << "# starting point for `host run --init-from`.\n"
       << root << "\n";
   return out.str();
 }
@@ -242,9 +285,54 @@ std::map<std::string, std::pair<torch::Tensor, std::filesystem::path>> read_hf_t
   return out;
 }
 
+// What the imported experiment's [tokenizer] says, and the model file to copy beside it.
+struct ImportTokenizer {
+  toml::table section;
+  std::filesystem::path model_file;  // a SentencePiece tokenizer.model to copy, or empty
+  std::string note;                  // "ids-only ..." when the folder's tokenizer is not carried
+};
+
+// The rule (docs/interop.md): a SentencePiece tokenizer.model with byte pieces is carried (its piece
+// count must be config.json's vocab_size); mixlab's own byte tokenizer.json is recognised; any other
+// tokenizer leaves the import ids-only, with a warning.
+ImportTokenizer import_tokenizer(const std::filesystem::path& hf_dir, int64_t vocab) {
+  namespace fs = std::filesystem;
+  const fs::path sp_file = hf_dir / "tokenizer.model", json_file = hf_dir / "tokenizer.json";
+  const toml::table ids_only_section{{"kind", "byte"}};
+  std::string unreadable;
+  if (fs::is_regular_file(sp_file)) {
+    try {
+      auto tok = data::SentencePieceTokenizer::load(sp_file);
+      if (tok->vocab_size() != vocab)
+        throw std::runtime_error(sp_file.string() + ": " + std::to_string(tok->vocab_size()) + " pieces, but " +
+                                 (hf_dir / "config.json").string() + " has vocab_size " + std::to_string(vocab) +
+                                 "; the tokenizer does not fit the model (--ids-only imports the weights without it)");
+      toml::table section{{"kind", "sentencepiece"}, {"vocab_size", vocab}, {"model_file", "tokenizer.model"}};
+      const auto& type = tok->model().model_type;
+      if (type == "bpe" || type == "unigram") section.insert("model_type", type);
+      return {section, sp_file, "SentencePiece " + type + " tokenizer.model (" + std::to_string(vocab) + " pieces)"};
+    } catch (const data::DataError& e) {
+      unreadable = std::string(e.what());
+    }
+  } else if (fs::is_regular_file(json_file)) {
+    std::ifstream in(json_file);
+    auto j = json::parse(in, nullptr, false);
+    if (vocab == 256 && !j.is_discarded() && j == byte_tokenizer_json())
+      return {toml::table{{"kind", "byte"}}, {}, "mixlab byte tokenizer (tokenizer.json)"};
+    unreadable = json_file.string() + ": mixlab reads a SentencePiece tokenizer.model or its own byte tokenizer.json";
+  } else {
+    for (const char* other : {"vocab.json", "merges.txt", "tokenizer_config.json", "vocab.txt"})
+      if (fs::exists(hf_dir / other)) unreadable = (hf_dir / other).string() + ": no tokenizer.model or tokenizer.json";
+  }
+  if (unreadable.empty()) return {ids_only_section, {}, "ids-only: " + hf_dir.string() + " has no tokenizer"};
+  return {ids_only_section, {},
+          "ids-only: the tokenizer is not imported (" + unreadable +
+              "); host forward takes token ids, text commands need a tokenizer with the model's vocabulary"};
+}
+
 }  // namespace
 
-std::string import_hf(const std::filesystem::path& hf_dir, const std::filesystem::path& output_dir) {
+ImportResult import_hf(const std::filesystem::path& hf_dir, const std::filesystem::path& output_dir, bool ids_only) {
   HfConfig hf(read_config(hf_dir / "config.json"), hf_dir / "config.json");
   auto type = hf.get<std::string>("model_type");
   const auto& types = hf_model_types();
@@ -254,21 +342,27 @@ std::string import_hf(const std::filesystem::path& hf_dir, const std::filesystem
     hf.fail("model_type", "\"" + type + "\" is not supported (supported: " + list + ")");
   }
   auto hf_tensors = read_hf_tensors(hf_dir);
+  const int64_t vocab = hf.get<int64_t>("vocab_size");
+  const ImportTokenizer tokenizer = ids_only ? ImportTokenizer{toml::table{{"kind", "byte"}}, {}, "ids-only (--ids-only)"}
+                                             : import_tokenizer(hf_dir, vocab);
+  if (tokenizer.note.rfind("ids-only", 0) == 0 && !ids_only) log::warn(tokenizer.note);
 
   StagedDir out(output_dir, "import");
   const auto& dir = out.path();
-  write_file_atomic(dir / "experiment.toml", experiment_toml(hf, type, hf_dir));
+  if (!tokenizer.model_file.empty()) std::filesystem::copy_file(tokenizer.model_file, dir / "tokenizer.model");
+  write_file_atomic(dir / "experiment.toml", experiment_toml(hf, type, hf_dir, tokenizer.section));
   write_file_atomic(dir / "overrides.json", "[]\n");
   ExperimentConfig config = load_experiment(dir / "experiment.toml", {});
   Registry registry = experiment_registry(config);
   auto problems = check_plugins(config, registry);
   if (!problems.empty()) throw ExperimentError(problems);
-  Model model(config, registry, hf.get<int64_t>("vocab_size"), torch::kCPU);
+  Model model(config, registry, vocab, torch::kCPU);
   HfPlan plan = plan_hf(config, model);
-  if (!plan.differences.empty() || plan.model_type != type)
+  // Another class may express the same model (Mistral without a window is Llama, Ministral with
+  // every layer windowed is Mistral): export then writes that one.
+  if (!plan.differences.empty())
     throw std::runtime_error((hf_dir / "config.json").string() + ": maps to " + plan.model_type +
-                             (plan.differences.empty() ? "" : " with differences: " + plan.differences.front()) +
-                             "; not imported");
+                             " with differences: " + plan.differences.front() + "; not imported");
 
   // Gather each mixlab parameter from its HF tensor(s), stacking experts.
   std::map<std::string, std::vector<torch::Tensor>> parts;
@@ -305,10 +399,16 @@ std::string import_hf(const std::filesystem::path& hf_dir, const std::filesystem
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (const auto& p : model.parameters()) named.emplace_back(p.name, p.tensor.detach());
   save_safetensors(dir / "model.safetensors", named, {{"format", "pt"}, {"source", hf_dir.string()}});
-  write_file_atomic(dir / "config.json", config.to_json().dump(2) + "\n");
-  write_file_atomic(dir / "import.json", json{{"source", hf_dir.string()}, {"model_type", type}}.dump(2) + "\n");
+  json resolved = config.to_json();
+  if (!tokenizer.model_file.empty()) resolved["tokenizer"]["model_file"] = "tokenizer.model";  // not D.tmp's path
+  write_file_atomic(dir / "config.json", resolved.dump(2) + "\n");
+  write_file_atomic(dir / "import.json", json{{"source", hf_dir.string()},
+                                              {"model_type", type},
+                                              {"exports_as", plan.model_type},
+                                              {"tokenizer", tokenizer.note}}
+                                                 .dump(2) + "\n");
   out.commit();
-  return type;
+  return {type, tokenizer.note};
 }
 
 }  // namespace mixlab

@@ -17,11 +17,13 @@ std::string text(const json& c, const char* key, const std::string& fallback) {
   return c.contains(key) ? c[key].get<std::string>() : fallback;
 }
 
-// A plugin config without the keys that change only speed or training, not the function computed.
+// A plugin config without the keys that change only speed or training, not the function computed,
+// and without attention's `window`, which HF configs set per layer (layer_types) and which
+// Planner::layer_windows checks.
 json function_keys(const PluginChoice& c) {
   json out = c.config;
   for (const char* key : {"flash_tile", "balance_loss_coef", "z_loss_coef", "router_jitter", "dt_min", "dt_max",
-                          "dt_init_floor"})
+                          "dt_init_floor", "window"})
     out.erase(key);
   return out;
 }
@@ -160,10 +162,45 @@ class Planner {
     return "silu";
   }
 
+  // Each layer's attention window (HF: one sliding_window, and layer_types saying which layers use it).
+  struct Windows {
+    std::optional<int64_t> size;  // the one window size, if any layer has one
+    bool mixed = false;           // some layers windowed, some global
+    json layer_types = json::array();
+    int64_t leading_global = 0;   // global layers before the first windowed one
+    bool suffix = true;           // the windowed layers are the last ones (transformers 4's max_window_layers)
+  };
+  Windows layer_windows() {
+    Windows w;
+    bool seen_window = false;
+    int64_t global = 0;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const auto& c = layers_[i].mixer.config;
+      const bool windowed = c.contains("window");
+      if (windowed) {
+        int64_t size = c["window"].get<int64_t>();
+        if (w.size && *w.size != size)
+          differ("attention window " + std::to_string(size) + " in layer " + std::to_string(i) + ", " +
+                 std::to_string(*w.size) + " before: an HF config holds one sliding_window");
+        w.size = size;
+      } else if (seen_window) {
+        w.suffix = false;
+      }
+      if (!windowed) ++global;
+      if (!windowed && !seen_window) ++w.leading_global;
+      seen_window = seen_window || windowed;
+      w.layer_types.push_back(windowed ? "sliding_attention" : "full_attention");
+    }
+    w.mixed = w.size && global > 0;
+    return w;
+  }
+
   void transformer(bool moe) {
     const auto* attn = uniform("attention", true);
     const auto* ffn = uniform(moe ? "moe" : "mlp", false);
     Attention a = read_attention(attn->config, c_.model.d_model);
+    const Windows w = layer_windows();
+    a.window = w.size;
     if (a.partial != 1.0) differ("attention partial_rotary_factor " + str_of(a.partial) + ": Llama, Mistral, Qwen2 and Mixtral rotate whole heads");
     if (moe) {
       common_config("mixtral", "MixtralForCausalLM");
@@ -173,7 +210,7 @@ class Planner {
       if (f.contains("capacity_factor")) differ("moe capacity_factor: Mixtral drops no tokens");
       if (number(f, "shared_experts", 0) != 0) differ("moe shared_experts: Mixtral has none");
       if (a.qkv_bias || a.out_bias) differ("attention biases: Mixtral's attention has none");
-      if (a.linear_factor) differ("attention rope_scaling: not in Mixtral's config");
+      if (w.mixed) differ("attention window in some layers only: Mixtral windows every layer or none");
       auto w_in = shape_of(model_, first_param("ffn", "w_in"));
       plan_.config["hidden_act"] = gated_act(f, "swiglu");
       plan_.config["num_local_experts"] = w_in.at(0);
@@ -183,7 +220,6 @@ class Planner {
       plan_.config["router_jitter_noise"] = 0.0;
       plan_.config["output_router_logits"] = false;
       attention_config(a);
-      plan_.config.erase("rope_scaling");
       return;
     }
     const auto& f = ffn->config;
@@ -192,16 +228,19 @@ class Planner {
     if (a.qkv_bias && !a.out_bias) {  // Qwen2's attention: q, k, v biased, o not
       common_config("qwen2", "Qwen2ForCausalLM");
       if (mlp_bias) differ("mlp bias: Qwen2's MLP has none");
-      if (a.window) differ("attention window: Qwen2's sliding window applies to some layers only; not mapped");
-      plan_.config["use_sliding_window"] = false;
-      plan_.config["sliding_window"] = nullptr;
-      plan_.config["max_window_layers"] = layers_.size();
-    } else if (a.window) {
-      common_config("mistral", "MistralForCausalLM");
-      if (a.qkv_bias || a.out_bias) differ("attention biases: Mistral's attention has none");
-      if (mlp_bias) differ("mlp bias: Mistral's MLP has none");
-      if (a.linear_factor) differ("attention rope_scaling: not in Mistral's config");
+      plan_.config["use_sliding_window"] = w.size.has_value();
+      plan_.config["sliding_window"] = w.size ? json(*w.size) : json(nullptr);
+      // transformers 5 reads layer_types; 4 derived the windowed layers (the last ones) from max_window_layers.
+      plan_.config["max_window_layers"] = w.size && w.suffix ? w.leading_global : static_cast<int64_t>(layers_.size());
+      plan_.config["layer_types"] = w.layer_types;
+    } else if (a.window) {  // Mistral windows every layer; Ministral (Mistral with layer_types) some
+      const bool ministral = w.mixed;
+      common_config(ministral ? "ministral" : "mistral", ministral ? "MinistralForCausalLM" : "MistralForCausalLM");
+      const std::string name = ministral ? "Ministral" : "Mistral";
+      if (a.qkv_bias || a.out_bias) differ("attention biases: " + name + "'s attention has none");
+      if (mlp_bias) differ("mlp bias: " + name + "'s MLP has none");
       plan_.config["sliding_window"] = *a.window;
+      if (ministral) plan_.config["layer_types"] = w.layer_types;
     } else {
       common_config("llama", "LlamaForCausalLM");
       if (a.out_bias != a.qkv_bias) differ("attention out_bias without qkv_bias: Llama biases all four projections or none");
@@ -211,7 +250,6 @@ class Planner {
     plan_.config["hidden_act"] = gated_act(f, "gelu");
     plan_.config["intermediate_size"] = shape_of(model_, first_param("ffn", "w_in")).at(0);
     attention_config(a);
-    if (plan_.model_type == "mistral") plan_.config.erase("rope_scaling");
   }
 
   void mamba_checks(const Mamba& mb) {
@@ -245,15 +283,19 @@ class Planner {
   }
 
   void bamba() {
-    // Bamba without attention layers (all mamba + mlp) still needs attention keys: its defaults.
     const auto* attn = uniform("attention", true);
+    // Bamba computes a stack of mamba + mlp alone, but transformers 5.24's BambaModel then fails in
+    // its forward (its default cache asks an attention layer for the sequence length).
+    if (!attn) differ("no attention layer: transformers' Bamba needs one (its cache fails without); Mamba2 has no MLP");
     Attention a = read_attention(attn ? attn->config : json{{"partial_rotary_factor", 0.5}}, c_.model.d_model);
     Mamba mb = read_mamba(uniform("mamba", true)->config);
     const auto& f = uniform("mlp", false)->config;
     mamba_checks(mb);
     common_config("bamba", "BambaForCausalLM");
     if (a.partial != 0.5) differ("attention partial_rotary_factor " + str_of(a.partial) + ": Bamba rotates half of each head (0.5)");
-    if (a.window) differ("attention window: Bamba's attention is global");
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (layers_[i].mixer.plugin == "attention" && layers_[i].mixer.config.contains("window"))
+        differ("attention window in layer " + std::to_string(i) + ": Bamba's attention is global");
     if (a.linear_factor) differ("attention rope_scaling: not mapped for Bamba");
     if (a.head_dim * a.heads != c_.model.d_model) differ("attention head_dim: Bamba's is d_model / n_heads");
     if (a.out_bias != a.qkv_bias) differ("attention out_bias without qkv_bias: Bamba biases all four projections or none");
@@ -338,7 +380,7 @@ class Planner {
 HfPlan plan_hf(const ExperimentConfig& config, const Model& model) { return Planner(config, model).plan(); }
 
 const std::vector<std::string>& hf_model_types() {
-  static const std::vector<std::string> types{"llama", "mistral", "qwen2", "mixtral", "mamba2", "bamba"};
+  static const std::vector<std::string> types{"llama", "mistral", "ministral", "qwen2", "mixtral", "mamba2", "bamba"};
   return types;
 }
 

@@ -22,7 +22,7 @@ struct HfTensor {
 };
 
 struct HfPlan {
-  std::string model_type;              // "llama", "mistral", "qwen2", "mixtral", "mamba2", "bamba"
+  std::string model_type;              // "llama", "mistral", "ministral", "qwen2", "mixtral", "mamba2", "bamba"
   nlohmann::json config;               // config.json
   std::vector<HfTensor> tensors;       // in model order
   std::vector<std::string> differences;  // non-empty: no exact HF equivalent (why)

@@ -134,7 +134,10 @@ int supervise_run(const RunOptions& options, int64_t nproc) {
   bool created = false;
   if (writer && options.resume) lock.emplace(run_dir);
   if (writer && !options.resume) {
-    create_run_folder(run_dir, inputs, [&](const std::filesystem::path& staged) { lock.emplace(staged); });
+    create_run_folder(run_dir, inputs, [&](const std::filesystem::path& staged) {
+      lock.emplace(staged);
+      carry_tokenizer_file(config, staged, inputs.overrides);
+    });
     created = true;
   }
   Conclusion conclude(run_dir, config, writer, created);

@@ -5,6 +5,7 @@
 #include "model/model.hpp"
 #include "model/safetensors.hpp"
 #include "runtime/registry.hpp"
+#include "train/run_folder.hpp"
 #include "util/atomic_file.hpp"
 #include "util/staged_dir.hpp"
 
@@ -36,6 +37,7 @@ int64_t compile_experiment(const std::filesystem::path& experiment, const std::v
   write_file_atomic(tmp / "config.json", config.to_json().dump(2) + "\n");
   std::filesystem::copy_file(experiment, tmp / "experiment.toml");
   write_file_atomic(tmp / "overrides.json", nlohmann::json(overrides).dump() + "\n");
+  carry_tokenizer_file(config, tmp, overrides);
   write_file_atomic(tmp / "explain.json", report.dump(2) + "\n");
   std::ostringstream text;
   auto* old = std::cout.rdbuf(text.rdbuf());

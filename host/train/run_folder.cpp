@@ -46,4 +46,12 @@ void create_run_folder(const std::filesystem::path& dir, const RunInputs& inputs
   staged.commit();
 }
 
+void carry_tokenizer_file(const ExperimentConfig& config, const std::filesystem::path& folder,
+                          std::vector<std::string> overrides) {
+  if (config.tokenizer.model_file.empty()) return;
+  std::filesystem::copy_file(config.tokenizer.model_file, folder / "tokenizer.model");
+  overrides.push_back("tokenizer.model_file=tokenizer.model");
+  write_file_atomic(folder / "overrides.json", nlohmann::json(overrides).dump() + "\n");
+}
+
 }  // namespace mixlab

@@ -35,4 +35,11 @@ std::filesystem::path default_run_dir(const ExperimentConfig& config);
 void create_run_folder(const std::filesystem::path& dir, const RunInputs& inputs,
                        const std::function<void(const std::filesystem::path& staged)>& before_commit = {});
 
+// A run or compile folder holds a copy of experiment.toml, so an experiment's
+// tokenizer.model_file travels with it: copied into `folder` as tokenizer.model, and
+// folder/overrides.json rewritten as `overrides` plus the override that names the copy.
+// Nothing happens without a model file.
+void carry_tokenizer_file(const ExperimentConfig& config, const std::filesystem::path& folder,
+                          std::vector<std::string> overrides);
+
 }  // namespace mixlab

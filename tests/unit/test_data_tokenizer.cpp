@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "data/dataset.hpp"
 #include "data/sentencepiece_tokenizer.hpp"
 #include "data/tokenizer.hpp"
@@ -73,4 +75,42 @@ TEST_CASE("data: bad tokenizer specs are rejected") {
   CHECK_THROWS_WITH_AS(Dataset::open(data, {"sentencepiece", "wordpiece", 512}, scratch.path()),
                        doctest::Contains("model_type"), DataError);
   CHECK_THROWS_AS(Dataset::open(data, {"byte", "bpe", 512}, scratch.path()), DataError);
+}
+
+TEST_CASE("data: tokenizer.model_file is used as given, never retrained; the model file's fields are read") {
+  testing::ScratchDir scratch;
+  const DataSpec data{"builtin:grammar", 0.1, 3, {{"sentences", 1500}}};
+  const auto trained = Dataset::open(data, {"sentencepiece", "unigram", 320}, scratch.path());
+  const auto file = trained->cache_path() / "tokenizer.model";
+  const auto& sp = dynamic_cast<const SentencePieceTokenizer&>(trained->tokenizer());
+  const SentencePieceModel& m = sp.model();
+  CHECK(m.model_type == "unigram");
+  CHECK(std::ssize(m.pieces) == sp.vocab_size());
+  CHECK(m.pieces.at(0).text == "<unk>");
+  CHECK(m.pieces.at(0).type == SentencePieceModel::PieceType::Unknown);
+  CHECK(std::count_if(m.pieces.begin(), m.pieces.end(), [](const auto& p) {
+          return p.type == SentencePieceModel::PieceType::Byte;
+        }) == 256);
+  CHECK((m.byte_fallback && !m.add_dummy_prefix && !m.remove_extra_whitespaces && m.escape_whitespaces));
+  CHECK((m.normalizer == "identity" && !m.has_charsmap && !m.treat_whitespace_as_suffix));
+  CHECK((m.unk_id == 0 && m.bos_id == -1 && m.eos_id == -1 && m.pad_id == -1));
+
+  // Named by model_file: the same tokenizer for another corpus (its type is the file's, not model_type's).
+  const DataSpec other{"builtin:grammar", 0.1, 4, {{"sentences", 300}}};
+  const auto given = Dataset::open(other, {"sentencepiece", "bpe", sp.vocab_size(), file.string()}, scratch.path());
+  CHECK(given->tokenizer().id() == sp.id());
+  CHECK(given->tokenizer().encode(kMixedText) == sp.encode(kMixedText));
+  const std::string says =
+      "tokenizer.model_file " + file.string() + " has " + std::to_string(sp.vocab_size()) + " pieces; tokenizer.vocab_size says";
+  CHECK_THROWS_WITH_AS(Dataset::open(other, {"sentencepiece", "bpe", sp.vocab_size() + 1, file.string()}, scratch.path()),
+                       doctest::Contains(says.c_str()), DataError);
+  CHECK_THROWS_WITH_AS(Dataset::open(other, {"sentencepiece", "bpe", 300, (scratch.path() / "none.model").string()},
+                                     scratch.path()),
+                       doctest::Contains("none.model: no such file"), DataError);
+
+  // Bytes that are not a model proto.
+  CHECK_THROWS_WITH_AS(parse_sentencepiece_model("\x0a\x05" "ab", "x.model"),
+                       doctest::Contains("x.model: not a SentencePiece model (a record running past the end"), DataError);
+  CHECK_THROWS_WITH_AS(parse_sentencepiece_model("", "y.model"),
+                       doctest::Contains("y.model: not a SentencePiece model (no pieces)"), DataError);
 }
