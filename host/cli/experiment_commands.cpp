@@ -46,7 +46,7 @@ int validate(const ExperimentArgs& a) {
 void add_experiment_commands(CLI::App& app, Action& action) {
   static ExperimentArgs run_args, validate_args, explain_args;
   static std::string resume, output_dir, init_from;
-  static int64_t nproc = 1;
+  static int64_t nproc = 1, profile_steps = 0;
   static bool worker = false;
   auto* run = app.add_subcommand("run", "train and evaluate an experiment; writes a run folder under runs/");
   add_experiment_args(run, run_args, false);
@@ -58,6 +58,10 @@ void add_experiment_commands(CLI::App& app, Action& action) {
   run->add_flag("--worker", worker)->group("");
   run->add_option("--init-from", init_from,
                   "start from the weights of a compile, import or run folder (its newest checkpoint); fresh optimizer");
+  run->add_option("--profile-steps", profile_steps,
+                  "profile K training steps after the first with LibTorch's profiler: profile.txt (ops by self CPU "
+                  "time) and profile.json (Chrome trace) in the run folder")
+      ->check(CLI::NonNegativeNumber);
   run->callback([&] {
     action = [&] {
       if (run_args.file.empty() && resume.empty()) throw std::runtime_error("host run: give an experiment file or --resume RUN_DIR");
@@ -65,6 +69,7 @@ void add_experiment_commands(CLI::App& app, Action& action) {
       if (!resume.empty()) o.resume = resume;
       if (!output_dir.empty()) o.run_dir = output_dir;
       if (!init_from.empty()) o.init_from = init_from;
+      o.profile_steps = profile_steps;
       return worker ? run_experiment(o) : supervise_run(o, nproc);
     };
   });

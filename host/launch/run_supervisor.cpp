@@ -39,6 +39,7 @@ std::vector<std::string> worker_argv(const RunOptions& options, const std::files
   else argv.push_back(options.experiment.string());
   // On --resume, --set adds to the run's overrides (docs/distributed.md: the global batch at a new world size).
   for (const auto& s : options.overrides) argv.insert(argv.end(), {"--set", s});
+  if (options.profile_steps > 0) argv.insert(argv.end(), {"--profile-steps", std::to_string(options.profile_steps)});
   if (options.resume) return argv;
   if (options.init_from) argv.insert(argv.end(), {"--init-from", options.init_from->string()});
   argv.insert(argv.end(), {"--output-dir", run_dir.string()});

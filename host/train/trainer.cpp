@@ -17,6 +17,7 @@
 #include "train/trained_run.hpp"
 #include "train/plot.hpp"
 #include "train/run_folder.hpp"
+#include "train/step_profiler.hpp"
 #include "train/trained_run.hpp"
 #include "util/atomic_file.hpp"
 #include "util/fault_point.hpp"
@@ -241,12 +242,21 @@ int run_experiment(const RunOptions& options) {
   TrainerState state;
   if (options.resume) state = resume_state(run_dir, model, optimizer, *dataset);
   const bool finished_before = state.step >= config.training.steps;  // killed after its final checkpoint
+  if (options.profile_steps > 0 && state.step + 1 + options.profile_steps > config.training.steps)
+    throw std::runtime_error("--profile-steps " + std::to_string(options.profile_steps) + " needs " +
+                             std::to_string(options.profile_steps + 1) + " steps to run (the first is not profiled); " +
+                             std::to_string(config.training.steps - state.step) + " remain (training.steps = " +
+                             std::to_string(config.training.steps) + ")");
   dp->broadcast(model_tensors(model));
   std::optional<MetricsLog> metrics;
   if (dp->writes()) metrics.emplace(run_dir / "metrics.jsonl", options.resume ? state.step : -1);
 
-  double gflops = measure_matmul_gflops(1024, torch::kFloat32, device);
-  log::info("threads " + std::to_string(at::get_num_threads()) + ", matmul " + std::to_string(gflops) + " GFLOP/s, " +
+  // MFU is against the matmul rate of the run's dtype (bfloat16 autocast multiplies in bfloat16).
+  const bool bf16 = config.training.dtype == "bfloat16";
+  const double gflops_fp32 = measure_matmul_gflops(1024, torch::kFloat32, device);
+  const double gflops = bf16 ? measure_matmul_gflops(1024, torch::kBFloat16, device) : gflops_fp32;
+  log::info("threads " + std::to_string(at::get_num_threads()) + ", matmul " + std::to_string(gflops) + " GFLOP/s (" +
+            config.training.dtype + "), " +
             std::to_string(model.n_parameters()) + " parameters (" + std::to_string(static_cast<int64_t>(active_params)) +
             " active)");
 
@@ -273,7 +283,8 @@ int run_experiment(const RunOptions& options) {
       {"data", {{"describe", dataset->describe()}, {"tokenizer", dataset->tokenizer().id()},
                 {"vocab_size", dataset->tokenizer().vocab_size()}, {"train_tokens", dataset->train_tokens()},
                 {"val_tokens", dataset->val_tokens()}, {"unigram_baseline_loss", dataset->unigram_cross_entropy()}}},
-      {"performance", {{"matmul_gflops_measured", gflops}}},
+      {"performance", {{"matmul_gflops_measured", gflops_fp32}, {"matmul_dtype", config.training.dtype},
+                       {"matmul_gflops_run_dtype", gflops}}},
       {"artifacts", {{"metrics", "metrics.jsonl"}, {"log", "train.log"}, {"config", "config.json"}}},
   };
   manifest["distributed"] = dp->manifest();
@@ -288,6 +299,7 @@ int run_experiment(const RunOptions& options) {
   const int64_t tokens_per_step = c.batch_size * c.grad_accum_steps * config.data.seq_len * dp->world_size();
   auto train_start = std::chrono::steady_clock::now();
   int64_t start_step = state.step;
+  StepProfiler profiler(options.profile_steps, start_step);
   // What logged lines and the manifest carry across steps lives in the checkpointed state (bit-identical resume).
   double &window_loss = state.window_loss, &last_loss = state.last_loss, &last_grad_norm = state.last_grad_norm;
   int64_t& window_steps = state.window_steps;
@@ -325,6 +337,7 @@ int run_experiment(const RunOptions& options) {
       break;
     }
     heartbeat::send(heartbeat::Phase::train, state.step);
+    profiler.step_starts(state.step);
     double lr = learning_rate(state.step, config);
     for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     optimizer.zero_grad();
@@ -361,6 +374,8 @@ int run_experiment(const RunOptions& options) {
     fault_point(kFaultMidStep, state.step + 1);
     optimizer.step();
     ++state.step;
+    if (profiler.step_ended(state.step, run_dir, dp->writes()))
+      manifest["artifacts"]["profile"] = nlohmann::json::array({"profile.txt", "profile.json"});
     state.tokens += tokens_per_step;
     state.data_position = dataset->position();
     last_loss = step_loss, last_grad_norm = grad_norm;
@@ -439,7 +454,8 @@ int run_experiment(const RunOptions& options) {
   manifest["results"] = results;
   auto routing = routing_summary(last_stats);
   if (!routing.empty()) manifest["routing"] = routing;
-  manifest["performance"] = {{"matmul_gflops_measured", gflops}, {"tok_per_s", tok_per_s},
+  manifest["performance"] = {{"matmul_gflops_measured", gflops_fp32}, {"matmul_dtype", config.training.dtype},
+                             {"matmul_gflops_run_dtype", gflops}, {"tok_per_s", tok_per_s},
                              {"mfu", flops_per_token * tok_per_s / (gflops * 1e9)}, {"train_seconds", train_seconds},
                              {"peak_rss_mib", peak_rss_mib()}, {"aten_threads", at::get_num_threads()}};
   if (auto ckpt = latest_checkpoint(run_dir)) manifest["artifacts"]["checkpoint"] = std::filesystem::relative(*ckpt, run_dir).string();

@@ -17,6 +17,7 @@ struct RunOptions {
   std::optional<std::filesystem::path> resume;   // --resume RUN_DIR
   std::optional<std::filesystem::path> run_dir;  // --output-dir
   std::optional<std::filesystem::path> init_from;  // --init-from DIR: start from its weights (ignored on resume)
+  int64_t profile_steps = 0;                       // --profile-steps K: profile.txt/.json of K steps (train/step_profiler.hpp)
 };
 
 // Returns the process exit code (0 success, 1 error, 3 non-finite loss, 130 interrupted).
