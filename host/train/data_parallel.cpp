@@ -1,5 +1,7 @@
 #include "train/data_parallel.hpp"
 
+#include "train/gradient_sync.hpp"
+
 #include "util/error_message.hpp"
 #include "util/log.hpp"
 #include "util/sha256.hpp"
@@ -38,40 +40,27 @@ std::string error_text(const std::exception& e) { return error_message(e, "data-
 std::string as_string(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
 std::vector<uint8_t> as_bytes(const std::string& text) { return std::vector<uint8_t>(text.begin(), text.end()); }
 
-std::string rank_list(const std::vector<int>& ranks) {
-  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
-  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
-  return out;
-}
-
-// Consecutive tensors of one dtype, at most `bytes` per group (a larger tensor is a group of its own).
-std::vector<std::vector<torch::Tensor>> buckets(const std::vector<torch::Tensor>& tensors, int64_t bytes) {
-  std::vector<std::vector<torch::Tensor>> out;
-  int64_t filled = 0;
+// Copies the tensors into `flat` side by side, and back.
+void pack(const std::vector<torch::Tensor>& tensors, torch::Tensor& flat) {
+  int64_t offset = 0;
   for (const auto& t : tensors) {
-    const int64_t size = t.numel() * static_cast<int64_t>(t.element_size());
-    if (out.empty() || filled + size > bytes || out.back().front().scalar_type() != t.scalar_type()) {
-      out.emplace_back();
-      filled = 0;
-    }
-    out.back().push_back(t);
-    filled += size;
+    flat.narrow(0, offset, t.numel()).copy_(t.reshape({-1}));
+    offset += t.numel();
   }
-  return out;
 }
 
-torch::Tensor flatten(const std::vector<torch::Tensor>& tensors) {
-  std::vector<torch::Tensor> flat;
-  for (const auto& t : tensors) flat.push_back(t.reshape({-1}));
-  return torch::cat(flat);
-}
-
-void unflatten(const torch::Tensor& flat, const std::vector<torch::Tensor>& tensors) {
+void unpack(const torch::Tensor& flat, const std::vector<torch::Tensor>& tensors) {
   int64_t offset = 0;
   for (const auto& t : tensors) {
     t.view({-1}).copy_(flat.narrow(0, offset, t.numel()));
     offset += t.numel();
   }
+}
+
+std::string rank_list(const std::vector<int>& ranks) {
+  std::string out = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
+  return out;
 }
 
 }  // namespace
@@ -99,6 +88,10 @@ void DataParallel::connect_group(const ExperimentConfig& config, torch::Device d
   world_size_ = env.world_size;
   timeout_s_ = config.training.dist_timeout_s;
   bucket_bytes_ = static_cast<int64_t>(config.training.bucket_mib * 1024 * 1024);
+  if (const char* mode = std::getenv("MIXLAB_GRAD_SYNC")) {
+    GradientSync::parse_mode(mode);  // an unknown name is refused before anything connects
+    grad_sync_ = mode;
+  }
   const std::string& choice = config.training.dist_backend;
   backend_ = choice == "auto" ? (device.is_cuda() ? "nccl" : "gloo") : choice;
   if (backend_ == "nccl" && !device.is_cuda())
@@ -267,12 +260,18 @@ void DataParallel::rank0_first(const std::string& what, const std::function<void
 
 nlohmann::json DataParallel::manifest() {
   if (members_.is_null()) members_ = gather_members();
-  return {{"world_size", world_size_},
-          {"backend", backend_},
-          {"ranks", members_},
-          {"bucket_mib", static_cast<double>(bucket_bytes_) / (1024.0 * 1024.0)},
-          {"buckets", bucket_count_},
-          {"rank0_allreduce_seconds", allreduce_seconds_}};
+  nlohmann::json out{{"world_size", world_size_}, {"backend", backend_}, {"ranks", members_}};
+  if (world_size_ == 1) return out;
+  out["grad_sync"] = grad_sync_;
+  out["bucket_mib"] = static_cast<double>(bucket_bytes_) / (1024.0 * 1024.0);
+  if (gradient_sync_) {
+    // This rank's (rank 0's) seconds summed over the steps (train/gradient_sync.hpp).
+    out["buckets"] = gradient_sync_->bucket_count();
+    out["rank0_allreduce_seconds"] = gradient_sync_->allreduce_seconds();
+    out["rank0_allreduce_hidden_seconds"] = gradient_sync_->hidden_seconds();
+    out["rank0_allreduce_exposed_seconds"] = gradient_sync_->exposed_seconds();
+  }
+  return out;
 }
 
 nlohmann::json DataParallel::gather_members() {
@@ -296,42 +295,33 @@ nlohmann::json DataParallel::gather_members() {
 void DataParallel::broadcast(const std::vector<torch::Tensor>& tensors) {
   if (world_size_ == 1) return;
   torch::NoGradGuard no_grad;
+  std::vector<size_t> order(tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   guarded("broadcasting rank 0's parameters", [&] {
-    for (const auto& bucket : buckets(tensors, bucket_bytes_)) {
-      std::vector<torch::Tensor> flat{flatten(bucket)};
+    for (const auto& members : bucket_indices(tensors, order, bucket_bytes_)) {
+      std::vector<torch::Tensor> group;
+      int64_t numel = 0;
+      for (size_t i : members) group.push_back(tensors[i]), numel += tensors[i].numel();
+      std::vector<torch::Tensor> flat{torch::empty({numel}, group.front().options().requires_grad(false))};
+      pack(group, flat[0]);
       comm_->group->broadcast(flat, c10d::BroadcastOptions{})->wait();
-      unflatten(flat[0], bucket);
+      unpack(flat[0], group);
     }
   });
 }
 
-void DataParallel::average_gradients(const std::vector<torch::Tensor>& parameters) {
+void DataParallel::watch_gradients(const std::vector<torch::Tensor>& parameters) {
   if (world_size_ == 1) return;
-  torch::NoGradGuard no_grad;
-  auto start = std::chrono::steady_clock::now();
-  std::vector<torch::Tensor> grads;
-  for (auto p : parameters) {
-    // A parameter this rank did not use (an idle expert) contributes zeros, so every rank
-    // reduces the same buckets.
-    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    grads.push_back(p.grad());
-  }
-  auto groups = buckets(grads, bucket_bytes_);
-  bucket_count_ = static_cast<int64_t>(groups.size());
-  guarded("all-reduce of the gradients", [&] {
-    // Launch every bucket, then wait: Gloo works through them while later ones are packed.
-    std::vector<std::vector<torch::Tensor>> flats;
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    for (const auto& bucket : groups) {
-      flats.push_back({flatten(bucket)});
-      works.push_back(comm_->group->allreduce(flats.back(), c10d::AllreduceOptions{}));
-    }
-    for (size_t i = 0; i < groups.size(); ++i) {
-      works[i]->wait();
-      unflatten(flats[i][0].div_(world_size_), groups[i]);
-    }
-  });
-  allreduce_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  gradient_sync_ = std::make_unique<GradientSync>(parameters, bucket_bytes_, GradientSync::parse_mode(grad_sync_),
+                                                  comm_->group, world_size_);
+}
+
+void DataParallel::before_backward(bool first_of_step, bool last_of_step) {
+  if (gradient_sync_) gradient_sync_->before_backward(first_of_step, last_of_step);
+}
+
+void DataParallel::after_backward() {
+  if (gradient_sync_) guarded("all-reduce of the gradients", [&] { gradient_sync_->after_backward(); });
 }
 
 std::vector<double> DataParallel::sum(std::vector<double> values) {
@@ -341,15 +331,6 @@ std::vector<double> DataParallel::sum(std::vector<double> values) {
     comm_->group->allreduce(t, c10d::AllreduceOptions{})->wait();
     auto host = t[0].to(torch::kCPU);
     return std::vector<double>(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
-  });
-}
-
-torch::Tensor DataParallel::mean(const torch::Tensor& value) {
-  if (world_size_ == 1) return value;
-  return guarded("all-reduce of plugin statistics", [&] {
-    std::vector<torch::Tensor> t{value.to(comm_->device, torch::kFloat64).contiguous().clone()};
-    comm_->group->allreduce(t, c10d::AllreduceOptions{})->wait();
-    return (t[0] / world_size_).to(value.device(), value.scalar_type());
   });
 }
 

@@ -30,6 +30,8 @@ class DistributedError : public std::runtime_error {
 };
 
 
+class GradientSync;
+
 class DataParallel {
  public:
   // A world of one (no environment), or connects to the others: TCPStore (a client of
@@ -59,13 +61,17 @@ class DataParallel {
 
   // Makes every rank start from rank 0's parameters.
   void broadcast(const std::vector<torch::Tensor>& tensors);
-  // Replaces each parameter's gradient by its mean over ranks: gradients are flattened
-  // into buckets of training.bucket_mib, each all-reduced asynchronously, then unpacked.
-  void average_gradients(const std::vector<torch::Tensor>& parameters);
+  // Gradient averaging over ranks (train/gradient_sync.hpp): call once with the model's
+  // parameters, then before and after every backward; `first_of_step` zeroes the gradients,
+  // `last_of_step` marks the backward whose gradients are averaged (earlier micro-batches
+  // only accumulate). after_backward returns with every gradient the mean over ranks.
+  // No-ops in a world of one.
+  void watch_gradients(const std::vector<torch::Tensor>& parameters);
+  void before_backward(bool first_of_step, bool last_of_step);
+  void after_backward();
   // Sums over ranks (element-wise); identity for one process.
   std::vector<double> sum(std::vector<double> values);
   double sum(double value) { return sum(std::vector<double>{value})[0]; }
-  torch::Tensor mean(const torch::Tensor& value);
   bool any(bool flag) { return sum(flag ? 1.0 : 0.0) > 0; }
 
   // This rank's micro-batch `micro` of the optimizer step that began at `step_start`:
@@ -76,9 +82,6 @@ class DataParallel {
   // Marks this rank as failed in the store so the others can name it (not for the
   // DistributedError of a rank that only gave up on a failed peer).
   void report_failure(const std::exception& error) noexcept;
-
-  double allreduce_seconds() const { return allreduce_seconds_; }  // time spent in gradient all-reduce
-  int64_t bucket_count() const { return bucket_count_; }
 
  private:
   struct Comm;  // the c10d store and process group (data_parallel.cpp)
@@ -98,10 +101,10 @@ class DataParallel {
   std::string backend_ = "none";
   double timeout_s_ = 0;
   int64_t bucket_bytes_ = 0;
+  std::string grad_sync_ = "overlap";  // MIXLAB_GRAD_SYNC: overlap | after_backward
   std::unique_ptr<Comm> comm_;
+  std::unique_ptr<GradientSync> gradient_sync_;
   nlohmann::json members_;
-  double allreduce_seconds_ = 0;
-  int64_t bucket_count_ = 0;
 };
 
 

@@ -16,6 +16,7 @@
 #include "train/metrics_log.hpp"
 #include "train/trained_run.hpp"
 #include "train/plot.hpp"
+#include "train/random_draws.hpp"
 #include "train/run_folder.hpp"
 #include "train/step_profiler.hpp"
 #include "train/trained_run.hpp"
@@ -248,6 +249,7 @@ int run_experiment(const RunOptions& options) {
                              std::to_string(config.training.steps - state.step) + " remain (training.steps = " +
                              std::to_string(config.training.steps) + ")");
   dp->broadcast(model_tensors(model));
+  dp->watch_gradients(model_tensors(model));
   std::optional<MetricsLog> metrics;
   if (dp->writes()) metrics.emplace(run_dir / "metrics.jsonl", options.resume ? state.step : -1);
 
@@ -342,6 +344,7 @@ int run_experiment(const RunOptions& options) {
     for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     optimizer.zero_grad();
     double step_loss = 0;
+    std::map<std::string, torch::Tensor> stat_sums;  // plugin statistics summed over the micro-batches
     const uint64_t step_start = dataset->position();
     for (int64_t micro = 0; micro < c.grad_accum_steps; ++micro) {
       auto batch = dp->next_batch(*dataset, step_start, micro, c.batch_size, config.data.seq_len);
@@ -350,18 +353,38 @@ int run_experiment(const RunOptions& options) {
       torch::Tensor loss;
       {
         AutocastScope autocast(c.dtype == "bfloat16", device);
-        out = model.forward(inputs, true, static_cast<uint64_t>(state.step * c.grad_accum_steps + micro));
+        const uint64_t seed = seed_random_draws(config.job.seed, dp->rank(),
+                                                static_cast<uint64_t>(state.step * c.grad_accum_steps + micro));
+        out = model.forward(inputs, true, seed);
         auto [sum, count] = token_loss_sum(out.logits, targets);
         // Mean over the scored tokens of every rank's micro-batch (gradients are averaged over ranks).
         loss = sum / std::max(1.0, dp->sum(static_cast<double>(count)) / dp->world_size());
       }
       auto objective = (loss + out.aux_loss) / static_cast<double>(c.grad_accum_steps);
+      dp->before_backward(micro == 0, micro + 1 == c.grad_accum_steps);
       objective.backward();
+      dp->after_backward();  // on the last micro-batch: gradients averaged over ranks
       step_loss += loss.item<double>() / static_cast<double>(c.grad_accum_steps);
-      for (const auto& s : out.sides)
-        if (!s.per_token) last_stats[s.name] = dp->mean(s.value.detach()).to(torch::kCPU);
+      for (const auto& s : out.sides) {
+        if (s.per_token) continue;
+        auto v = s.value.detach().to(torch::kCPU, torch::kFloat64);
+        auto& sum = stat_sums[s.name];
+        sum = sum.defined() ? sum + v : v;
+      }
     }
-    step_loss = dp->sum(step_loss) / dp->world_size();
+    // The step's loss and statistics: means over every micro-batch of every rank (one all-reduce).
+    std::vector<double> totals{step_loss};
+    for (const auto& [name, sum] : stat_sums)
+      totals.insert(totals.end(), sum.data_ptr<double>(), sum.data_ptr<double>() + sum.numel());
+    totals = dp->sum(totals);
+    step_loss = totals[0] / dp->world_size();
+    size_t next = 1;
+    const double calls = static_cast<double>(c.grad_accum_steps * dp->world_size());
+    for (const auto& [name, sum] : stat_sums) {
+      auto mean = torch::from_blob(totals.data() + next, sum.sizes(), torch::kFloat64).div(calls);
+      last_stats[name] = mean.to(torch::kFloat32);
+      next += static_cast<size_t>(sum.numel());
+    }
     if (!std::isfinite(step_loss)) {
       failure = "the training loss became " + std::to_string(step_loss) + " at step " + std::to_string(state.step) +
                 "; stopped (the last good checkpoint is kept; try a lower optimizer.lr or training.max_norm)";
@@ -369,7 +392,6 @@ int run_experiment(const RunOptions& options) {
       break;
     }
     std::vector<torch::Tensor> all = model_tensors(model);
-    dp->average_gradients(all);
     double grad_norm = torch::nn::utils::clip_grad_norm_(all, c.max_norm > 0 ? c.max_norm : 1e30);
     fault_point(kFaultMidStep, state.step + 1);
     optimizer.step();
