@@ -12,6 +12,8 @@
 #include "train/checkpoint.hpp"
 #include "train/data_parallel.hpp"
 #include "train/evaluate.hpp"
+#include "train/fused_adamw.hpp"
+#include "train/lm_head_loss.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/metrics_log.hpp"
 #include "train/trained_run.hpp"
@@ -337,8 +339,8 @@ int run_experiment(const RunOptions& options) {
       torch::Tensor loss;
       {
         AutocastScope autocast(c.dtype == "bfloat16", device);
-        out = model.forward(inputs, true, static_cast<uint64_t>(state.step * c.grad_accum_steps + micro));
-        auto [sum, count] = token_loss_sum(out.logits, targets);
+        out = model.forward_features(inputs, true, static_cast<uint64_t>(state.step * c.grad_accum_steps + micro));
+        auto [sum, count] = lm_head_loss(model, out.features, targets, c.fused);
         // Mean over the scored tokens of every rank's micro-batch (gradients are averaged over ranks).
         loss = sum / std::max(1.0, dp->sum(static_cast<double>(count)) / dp->world_size());
       }
@@ -357,9 +359,11 @@ int run_experiment(const RunOptions& options) {
     }
     std::vector<torch::Tensor> all = model_tensors(model);
     dp->average_gradients(all);
-    double grad_norm = torch::nn::utils::clip_grad_norm_(all, c.max_norm > 0 ? c.max_norm : 1e30);
+    const double max_norm = c.max_norm > 0 ? c.max_norm : 1e30;
+    double grad_norm = c.fused ? clip_grad_norm_multi_tensor(all, max_norm) : torch::nn::utils::clip_grad_norm_(all, max_norm);
     fault_point(kFaultMidStep, state.step + 1);
-    optimizer.step();
+    if (c.fused) fused_adamw_step(optimizer);
+    else optimizer.step();
     ++state.step;
     state.tokens += tokens_per_step;
     state.data_position = dataset->position();
