@@ -107,6 +107,7 @@ struct ExperimentConfig {
     std::string dist_backend = "auto";  // data-parallel runs: gloo (CPU) | nccl (CUDA)
     double dist_timeout_s = 300;        // a silent rank fails the others after this long
     double bucket_mib = 25;             // gradient all-reduce bucket size
+    bool fused = true;  // host fast paths (fused AdamW, chunked LM-head loss, fused add + norm); false: the references
   } training;
   struct Validation {
     int64_t every = 100;

@@ -31,7 +31,7 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
   auto normal = [&](std::vector<int64_t> shape) {
     return torch::empty(shape, torch::kFloat32).normal_(0.0, m.init_std, gen);
   };
-  auto add_norm = [&](const std::string& prefix) {
+  auto add_norm_params = [&](const std::string& prefix) {
     add(prefix + ".weight", torch::ones({d}), false);
     if (m.norm == "layernorm") add(prefix + ".bias", torch::zeros({d}), false);
   };
@@ -39,8 +39,14 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
   if (m.positional == "learned") add("pos_embed.weight", normal({m.max_seq_len, d}), false);
   for (size_t i = 0; i < layers_.size(); ++i) {
     std::string prefix = "layers." + std::to_string(i);
-    if (layers_[i].mixer) add_norm(prefix + ".norm1");
-    if (layers_[i].ffn) add_norm(prefix + ".norm2");
+    if (layers_[i].mixer) {
+      add_norm_params(prefix + ".norm1");
+      sublayers_.push_back({i, "mixer", layers_[i].mixer, prefix + ".norm1"});
+    }
+    if (layers_[i].ffn) {
+      add_norm_params(prefix + ".norm2");
+      sublayers_.push_back({i, "ffn", layers_[i].ffn, prefix + ".norm2"});
+    }
     for (auto [slot, inst] : {std::pair{"mixer", layers_[i].mixer}, std::pair{"ffn", layers_[i].ffn}}) {
       if (!inst) continue;
       uint64_t seed = config.job.seed * 1000003ull + i * 2 + (std::string(slot) == "ffn");
@@ -49,7 +55,7 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
         add(prefix + "." + slot + "." + inst->params()[p].name, values[p].detach(), inst->params()[p].weight_decay());
     }
   }
-  if (m.norm_position == "pre") add_norm("final_norm");
+  if (m.norm_position == "pre") add_norm_params("final_norm");
   if (!m.tie_embeddings) add("lm_head.weight", normal({vocab_, d}), true);
 }
 
@@ -76,6 +82,16 @@ torch::Tensor Model::norm(const torch::Tensor& x, const std::string& prefix) con
   return torch::rms_norm(x, {m.d_model}, param(prefix + ".weight"), m.norm_eps);
 }
 
+AddNorm Model::add_norm(const torch::Tensor& h, const torch::Tensor& branch, size_t k) const {
+  const auto& m = config_.model;
+  const std::string& prefix = m.norm_position == "post" ? sublayers_[k].norm
+                              : k + 1 < sublayers_.size() ? sublayers_[k + 1].norm
+                                                          : std::string("final_norm");
+  auto bias = m.norm == "layernorm" ? param(prefix + ".bias") : torch::Tensor();
+  auto add_then_norm = config_.training.fused ? add_norm_fused : add_norm_reference;
+  return add_then_norm(h, branch, param(prefix + ".weight"), bias, m.norm_eps);
+}
+
 torch::Tensor Model::embed(const torch::Tensor& tokens, int64_t start, bool training) const {
   auto h = torch::embedding(param("embed.weight"), tokens);
   if (config_.model.positional == "learned")
@@ -83,43 +99,49 @@ torch::Tensor Model::embed(const torch::Tensor& tokens, int64_t start, bool trai
   return torch::dropout(h, config_.model.dropout, training);
 }
 
-torch::Tensor Model::head(const torch::Tensor& h) const {
-  auto out = config_.model.norm_position == "pre" ? norm(h, "final_norm") : h;
-  return torch::linear(out, param(config_.model.tie_embeddings ? "embed.weight" : "lm_head.weight"));
+const torch::Tensor& Model::head_weight() const {
+  return param(config_.model.tie_embeddings ? "embed.weight" : "lm_head.weight");
 }
 
 ModelOutput Model::forward(const torch::Tensor& tokens, bool training, uint64_t seed,
                            std::vector<torch::Tensor>* layer_outputs) {
+  ModelOutput out = forward_features(tokens, training, seed, layer_outputs);
+  out.logits = torch::linear(out.features, head_weight());
+  return out;
+}
+
+ModelOutput Model::forward_features(const torch::Tensor& tokens, bool training, uint64_t seed,
+                                    std::vector<torch::Tensor>* layer_outputs) {
   const auto& m = config_.model;
   if (tokens.size(1) > m.max_seq_len)
     throw std::invalid_argument("sequence of " + std::to_string(tokens.size(1)) + " tokens exceeds model.max_seq_len " +
                                 std::to_string(m.max_seq_len));
   ModelOutput out;
   out.aux_loss = torch::zeros({}, torch::TensorOptions().device(device_));
+  const bool pre = m.norm_position == "pre";
+  // h: the residual stream; x: the next sublayer's input (h normed in pre-norm).
   auto h = embed(tokens, 0, training);
-  bool pre = m.norm_position == "pre";
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    std::string prefix = "layers." + std::to_string(i);
-    for (const char* slot : {"mixer", "ffn"}) {
-      auto& inst = std::string(slot) == "mixer" ? layers_[i].mixer : layers_[i].ffn;
-      if (!inst) continue;
-      std::string norm_name = prefix + (std::string(slot) == "mixer" ? ".norm1" : ".norm2");
-      CallOptions call{training, seed * 1315423911ull + i * 2 + (std::string(slot) == "ffn")};
-      auto r = inst->forward(pre ? norm(h, norm_name) : h, slot_params(i, slot), call);
-      auto branch = torch::dropout(r.y, m.dropout, training);
-      h = pre ? h + branch : norm(h + branch, norm_name);
-      size_t aux = 0, stat = 0;
-      for (const auto& s : inst->sides()) {
-        bool is_aux = s.kind == MIXLAB_SIDE_AUX_LOSS;
-        auto value = is_aux ? r.aux_losses[aux++] : r.statistics[stat++];
-        out.sides.push_back(SideOutput{prefix + "." + slot + "/" + s.name, value, is_aux ? s.coefficient : 0.0, is_aux,
-                                       s.kind == MIXLAB_SIDE_TOKEN_STATISTIC});
-        if (is_aux && s.coefficient != 0.0) out.aux_loss = out.aux_loss + s.coefficient * value;
-      }
+  auto x = pre ? norm(h, sublayers_.empty() ? "final_norm" : sublayers_.front().norm) : h;
+  for (size_t k = 0; k < sublayers_.size(); ++k) {
+    const auto& s = sublayers_[k];
+    const std::string prefix = "layers." + std::to_string(s.layer);
+    CallOptions call{training, seed * 1315423911ull + s.layer * 2 + (s.slot == "ffn")};
+    auto r = s.instance->forward(x, slot_params(s.layer, s.slot), call);
+    auto [sum, normed] = add_norm(h, torch::dropout(r.y, m.dropout, training), k);
+    h = pre ? sum : normed;
+    x = normed;
+    size_t aux = 0, stat = 0;
+    for (const auto& side : s.instance->sides()) {
+      bool is_aux = side.kind == MIXLAB_SIDE_AUX_LOSS;
+      auto value = is_aux ? r.aux_losses[aux++] : r.statistics[stat++];
+      out.sides.push_back(SideOutput{prefix + "." + s.slot + "/" + side.name, value, is_aux ? side.coefficient : 0.0,
+                                     is_aux, side.kind == MIXLAB_SIDE_TOKEN_STATISTIC});
+      if (is_aux && side.coefficient != 0.0) out.aux_loss = out.aux_loss + side.coefficient * value;
     }
-    if (layer_outputs) layer_outputs->push_back(h);
+    const bool layer_done = k + 1 == sublayers_.size() || sublayers_[k + 1].layer != s.layer;
+    if (layer_outputs && layer_done) layer_outputs->push_back(h);
   }
-  out.logits = head(h);
+  out.features = x;
   return out;
 }
 
@@ -139,24 +161,25 @@ Model::DecodeSession Model::start_decode(int64_t batch) {
 torch::Tensor Model::DecodeSession::step(const torch::Tensor& tokens) {
   torch::NoGradGuard no_grad;
   Model& m = *model_;
-  bool pre = m.config_.model.norm_position == "pre";
+  const bool pre = m.config_.model.norm_position == "pre";
   auto h = m.embed(tokens, position_, false);
-  for (size_t i = 0; i < m.layers_.size(); ++i) {
-    std::string prefix = "layers." + std::to_string(i);
-    if (m.layers_[i].mixer) {
+  auto x = pre ? m.norm(h, m.sublayers_.empty() ? "final_norm" : m.sublayers_.front().norm) : h;
+  for (size_t k = 0; k < m.sublayers_.size(); ++k) {
+    const auto& s = m.sublayers_[k];
+    torch::Tensor y;
+    if (s.slot == "mixer") {
       std::vector<torch::Tensor> detached;
-      for (const auto& p : m.slot_params(i, "mixer")) detached.push_back(p.detach());
-      auto y = mixer_states_[i]->step(pre ? m.norm(h, prefix + ".norm1") : h, detached);
-      h = pre ? h + y : m.norm(h + y, prefix + ".norm1");
+      for (const auto& p : m.slot_params(s.layer, "mixer")) detached.push_back(p.detach());
+      y = mixer_states_[s.layer]->step(x, detached);
+    } else {  // FFNs are position-wise: their forward on the new tokens is their step.
+      y = s.instance->forward(x, m.slot_params(s.layer, "ffn")).y;
     }
-    if (m.layers_[i].ffn) {
-      // FFNs are position-wise: their forward on the new tokens is their step.
-      auto f = m.layers_[i].ffn->forward(pre ? m.norm(h, prefix + ".norm2") : h, m.slot_params(i, "ffn")).y;
-      h = pre ? h + f : m.norm(h + f, prefix + ".norm2");
-    }
+    auto [sum, normed] = m.add_norm(h, y, k);
+    h = pre ? sum : normed;
+    x = normed;
   }
   position_ += tokens.size(1);
-  return m.head(h);
+  return torch::linear(x, m.head_weight());
 }
 
 }  // namespace mixlab

@@ -2,10 +2,13 @@
 // layers `norm -> mixer plugin -> residual -> norm -> ffn plugin -> residual`
 // (pre- or post-norm; a layer may lack either branch), a final norm and the LM
 // head. Everything that differs between architectures is a plugin; the host owns
-// every parameter.
+// every parameter. Between two sublayers the residual add and the next norm are
+// one step (model/residual_norm.hpp: fused, or the reference when
+// training.fused = false).
 #pragma once
 
 #include "experiment/config.hpp"
+#include "model/residual_norm.hpp"
 #include "runtime/instance.hpp"
 
 #include <torch/torch.h>
@@ -39,7 +42,8 @@ struct SideOutput {
 };
 
 struct ModelOutput {
-  torch::Tensor logits;  // (B, T, vocab)
+  torch::Tensor features;  // (B, T, d_model): the LM head's input (after the final norm)
+  torch::Tensor logits;    // (B, T, vocab); forward_features leaves it undefined
   std::vector<SideOutput> sides;
   torch::Tensor aux_loss;  // sum of coefficient * aux, a scalar (0 when there is none)
 };
@@ -54,6 +58,11 @@ class Model {
   // `layer_outputs`, when given, receives the residual stream after each layer.
   ModelOutput forward(const torch::Tensor& tokens, bool training, uint64_t seed,
                       std::vector<torch::Tensor>* layer_outputs = nullptr);
+  // Everything but the logits, for a loss that applies the head itself (train/lm_head_loss.hpp).
+  ModelOutput forward_features(const torch::Tensor& tokens, bool training, uint64_t seed,
+                               std::vector<torch::Tensor>* layer_outputs = nullptr);
+  // The LM head's weight (vocab, d_model): the embedding when tied.
+  const torch::Tensor& head_weight() const;
 
   const std::vector<NamedParam>& parameters() const { return params_; }
   const std::vector<LayerSlots>& layers() const { return layers_; }
@@ -78,9 +87,19 @@ class Model {
   DecodeSession start_decode(int64_t batch);
 
  private:
+  // One plugin slot of a layer, in order, with the norm before (pre-norm) or after (post-norm) it.
+  struct Sublayer {
+    size_t layer;
+    std::string slot;  // "mixer" | "ffn"
+    std::shared_ptr<PluginInstance> instance;
+    std::string norm;  // "layers.3.norm1"
+  };
+
   torch::Tensor norm(const torch::Tensor& x, const std::string& prefix) const;
+  // h + branch and the norm that follows sublayer k: the next sublayer's (the final norm after the
+  // last) in pre-norm, k's own in post-norm.
+  AddNorm add_norm(const torch::Tensor& h, const torch::Tensor& branch, size_t k) const;
   torch::Tensor embed(const torch::Tensor& tokens, int64_t start, bool training) const;
-  torch::Tensor head(const torch::Tensor& h) const;
   const torch::Tensor& param(const std::string& name) const;
   std::vector<torch::Tensor> slot_params(size_t layer, const std::string& slot) const;
 
@@ -88,6 +107,7 @@ class Model {
   int64_t vocab_;
   torch::Device device_;
   std::vector<LayerSlots> layers_;
+  std::vector<Sublayer> sublayers_;
   std::vector<NamedParam> params_;
   std::map<std::string, size_t> index_;
 };

@@ -12,6 +12,8 @@
 #include "train/checkpoint.hpp"
 #include "train/data_parallel.hpp"
 #include "train/evaluate.hpp"
+#include "train/fused_adamw.hpp"
+#include "train/lm_head_loss.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/metrics_log.hpp"
 #include "train/trained_run.hpp"
@@ -355,8 +357,8 @@ int run_experiment(const RunOptions& options) {
         AutocastScope autocast(c.dtype == "bfloat16", device);
         const uint64_t seed = seed_random_draws(config.job.seed, dp->rank(),
                                                 static_cast<uint64_t>(state.step * c.grad_accum_steps + micro));
-        out = model.forward(inputs, true, seed);
-        auto [sum, count] = token_loss_sum(out.logits, targets);
+        out = model.forward_features(inputs, true, seed);
+        auto [sum, count] = lm_head_loss(model, out.features, targets, c.fused);
         // Mean over the scored tokens of every rank's micro-batch (gradients are averaged over ranks).
         loss = sum / std::max(1.0, dp->sum(static_cast<double>(count)) / dp->world_size());
       }
@@ -392,9 +394,11 @@ int run_experiment(const RunOptions& options) {
       break;
     }
     std::vector<torch::Tensor> all = model_tensors(model);
-    double grad_norm = torch::nn::utils::clip_grad_norm_(all, c.max_norm > 0 ? c.max_norm : 1e30);
+    const double max_norm = c.max_norm > 0 ? c.max_norm : 1e30;
+    double grad_norm = c.fused ? clip_grad_norm_multi_tensor(all, max_norm) : torch::nn::utils::clip_grad_norm_(all, max_norm);
     fault_point(kFaultMidStep, state.step + 1);
-    optimizer.step();
+    if (c.fused) fused_adamw_step(optimizer);
+    else optimizer.step();
     ++state.step;
     if (profiler.step_ended(state.step, run_dir, dp->writes()))
       manifest["artifacts"]["profile"] = nlohmann::json::array({"profile.txt", "profile.json"});

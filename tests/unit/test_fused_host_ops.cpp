@@ -1,0 +1,259 @@
+// The host's fast paths (training.fused) against their naive references, forward
+// and backward: the residual add fused with the next norm (model/residual_norm),
+// the chunked LM-head cross-entropy (train/lm_head_loss) and the fused AdamW with
+// multi-tensor clipping (train/fused_adamw). Each fast form is compared with the
+// reference evaluated in float64 (float32 tolerance) and, for bfloat16, with the
+// same bound the bfloat16 reference itself meets. The resume suite (its own
+// ctest entry) checks that a checkpoint written by the reference optimizer
+// resumes on the fused one.
+#include "experiment/loader.hpp"
+#include "host_test_helpers.hpp"
+#include "model/model.hpp"
+#include "model/residual_norm.hpp"
+#include "runtime/registry.hpp"
+#include "train/checkpoint.hpp"
+#include "train/evaluate.hpp"
+#include "train/fused_adamw.hpp"
+#include "train/lm_head_loss.hpp"
+#include "train/lr_schedule.hpp"
+
+#include <ATen/autocast_mode.h>
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// ||a - b|| / ||b||, in float64.
+double rel(const torch::Tensor& a, const torch::Tensor& b) {
+  auto a64 = a.detach().to(torch::kFloat64), b64 = b.detach().to(torch::kFloat64);
+  return ((a64 - b64).norm() / b64.norm().clamp_min(1e-300)).item<double>();
+}
+
+// Leaves of `dtype` with the values of t.
+torch::Tensor leaf(const torch::Tensor& t, torch::ScalarType dtype) { return t.detach().to(dtype).requires_grad_(true); }
+
+struct NormCase {
+  torch::Tensor h, branch, weight, bias, grad_sum, grad_normed;
+};
+
+NormCase norm_case(bool layer_norm) {
+  torch::manual_seed(11);
+  const auto f64 = torch::kFloat64;
+  const int64_t d = 48;  // 2 x 67 rows: blocks of unequal length
+  return {torch::randn({2, 67, d}, f64),     torch::randn({2, 67, d}, f64) * 0.5,
+          1 + 0.3 * torch::randn({d}, f64), layer_norm ? 0.2 * torch::randn({d}, f64) : torch::Tensor(),
+          torch::randn({2, 67, d}, f64),     torch::randn({2, 67, d}, f64)};
+}
+
+// Outputs (sum, normed) and gradients (h, branch, weight[, bias]) of one form in `dtype`.
+std::vector<torch::Tensor> run_norm(const NormCase& c, torch::ScalarType dtype, bool fused, bool with_grad_sum) {
+  auto h = leaf(c.h, dtype), branch = leaf(c.branch, dtype);
+  // Parameters stay float32 (float64 in the float64 reference), as the trainer's do.
+  auto param_dtype = dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  auto w = leaf(c.weight, param_dtype);
+  auto b = c.bias.defined() ? leaf(c.bias, param_dtype) : torch::Tensor();
+  auto out = fused ? mixlab::add_norm_fused(h, branch, w, b, 1e-5) : mixlab::add_norm_reference(h, branch, w, b, 1e-5);
+  std::vector<torch::Tensor> outs{out.normed}, grads{c.grad_normed.to(out.normed.scalar_type())};
+  if (with_grad_sum) outs.push_back(out.sum), grads.push_back(c.grad_sum.to(out.sum.scalar_type()));
+  torch::autograd::backward(outs, grads);
+  std::vector<torch::Tensor> r{out.sum, out.normed, h.grad(), branch.grad(), w.grad()};
+  if (b.defined()) r.push_back(b.grad());
+  return r;
+}
+
+}  // namespace
+
+TEST_SUITE("fused") {
+TEST_CASE("add + norm: the fused form equals the reference, forward and backward, rmsnorm and layernorm") {
+  const char* names[] = {"sum", "normed", "grad h", "grad branch", "grad weight", "grad bias"};
+  for (bool layer_norm : {false, true}) {
+    for (bool with_grad_sum : {true, false}) {  // false: the last sublayer of a post-norm model
+      CAPTURE(layer_norm);
+      CAPTURE(with_grad_sum);
+      auto c = norm_case(layer_norm);
+      auto exact = run_norm(c, torch::kFloat64, false, with_grad_sum);
+      // float64 through the fused kernel: the same function to rounding.
+      auto fused64 = run_norm(c, torch::kFloat64, true, with_grad_sum);
+      // float32: within 1e-5 of the float64 reference (relative L2).
+      auto fused32 = run_norm(c, torch::kFloat32, true, with_grad_sum);
+      // bfloat16: within 2e-2, and no further from it than 1.5x the bfloat16 reference + 1e-3.
+      auto fused16 = run_norm(c, torch::kBFloat16, true, with_grad_sum);
+      auto naive16 = run_norm(c, torch::kBFloat16, false, with_grad_sum);
+      for (size_t i = 0; i < exact.size(); ++i) {
+        CAPTURE(names[i]);
+        CHECK(fused32[i].scalar_type() == torch::kFloat32);
+        CHECK(rel(fused64[i], exact[i]) < 1e-12);
+        CHECK(rel(fused32[i], exact[i]) < 1e-5);
+        CHECK(rel(fused16[i], exact[i]) < 2e-2);
+        CHECK(rel(fused16[i], exact[i]) <= 1.5 * rel(naive16[i], exact[i]) + 1e-3);
+      }
+    }
+  }
+}
+
+TEST_CASE("chunked cross-entropy equals the full-logits loss: value, feature and head-weight gradients") {
+  torch::manual_seed(5);
+  const int64_t vocab = 50, d = 16;
+  auto features = torch::randn({3, 13, d}, torch::kFloat64);
+  auto weight = torch::randn({vocab, d}, torch::kFloat64) * 0.5;
+  auto targets = torch::randint(0, vocab, {3, 13}, torch::kInt64);
+  targets.index_put_({0, 2}, -100), targets.index_put_({2, 12}, -100);  // ignored tokens
+  auto loss_and_grads = [&](torch::ScalarType dtype, int64_t chunk, bool autocast) {
+    auto x = leaf(features, dtype), w = leaf(weight, dtype);
+    mixlab::TokenLossSum r;
+    {
+      if (autocast) at::autocast::set_autocast_dtype(torch::kCPU, torch::kBFloat16), at::autocast::set_autocast_enabled(torch::kCPU, true);
+      r = chunk > 0 ? mixlab::chunked_token_loss_sum(x, w, targets, chunk)
+                    : mixlab::token_loss_sum(torch::linear(x, w), targets);
+      if (autocast) at::autocast::set_autocast_enabled(torch::kCPU, false), at::autocast::clear_cache();
+    }
+    r.first.backward();
+    CHECK(r.second == 3 * 13 - 2);
+    return std::vector<torch::Tensor>{r.first, x.grad(), w.grad()};
+  };
+  auto exact = loss_and_grads(torch::kFloat64, 0, false);
+  const char* names[] = {"loss", "grad features", "grad weight"};
+  for (int64_t chunk : {1, 7, 39, 4096}) {  // one token, uneven chunks, exactly all, more than all
+    CAPTURE(chunk);
+    auto fp32 = loss_and_grads(torch::kFloat32, chunk, false);
+    // bfloat16 autocast on float32 leaves, as in training: products in bfloat16, softmax in float32.
+    auto bf16 = loss_and_grads(torch::kFloat32, chunk, true);
+    auto naive_bf16 = loss_and_grads(torch::kFloat32, 0, true);
+    for (size_t i = 0; i < exact.size(); ++i) {
+      CAPTURE(names[i]);
+      CHECK(rel(fp32[i], exact[i]) < 1e-5);
+      CHECK(rel(bf16[i], exact[i]) < 3e-2);
+      CHECK(rel(bf16[i], exact[i]) <= 1.5 * rel(naive_bf16[i], exact[i]) + 1e-3);
+    }
+  }
+  CHECK(mixlab::loss_chunk_tokens(256) == 32768);
+  CHECK(mixlab::loss_chunk_tokens(32000) == 262);
+  CHECK(mixlab::loss_chunk_tokens(1 << 20) == 64);
+}
+
+TEST_CASE("fused AdamW + multi-tensor clipping: the parameters and moments of torch::optim::AdamW after 30 steps") {
+  auto cfg = mixlab::ExperimentConfig{};
+  cfg.optimizer.lr = 3e-2, cfg.training.steps = 30, cfg.lr_scheduler.warmup_steps = 5;
+  auto make_params = [] {
+    torch::manual_seed(2);
+    return std::vector<torch::Tensor>{torch::randn({64, 32}).requires_grad_(true), torch::randn({32}).requires_grad_(true),
+                                      torch::randn({7, 5, 3}).requires_grad_(true), torch::randn({16}).requires_grad_(true)};
+  };
+  auto train = [&](bool fused) {
+    auto params = make_params();
+    auto opts = [&](double wd) {
+      return std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(cfg.optimizer.lr).betas({0.9, 0.95}).eps(1e-8).weight_decay(wd));
+    };
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(std::vector<torch::Tensor>{params[0], params[2]}, opts(0.1));
+    groups.emplace_back(std::vector<torch::Tensor>{params[1], params[3]}, opts(0.0));
+    torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(cfg.optimizer.lr));
+    std::vector<double> norms;
+    for (int64_t step = 0; step < cfg.training.steps; ++step) {
+      for (auto& g : optimizer.param_groups())
+        static_cast<torch::optim::AdamWOptions&>(g.options()).lr(mixlab::learning_rate(step, cfg));
+      optimizer.zero_grad();
+      // A loss that depends on the parameters; params[3] gets no gradient for the first 6 steps
+      // (its moments start later, as AdamW's do), so the step counts differ between parameters.
+      auto loss = (params[0].sin() * (1 + step % 3)).sum() + params[1].pow(2).sum() * 3 + (params[2] * params[2].cos()).sum();
+      if (step >= 6) loss = loss + (params[3] - 0.5).abs().sum();
+      loss.backward();
+      norms.push_back(fused ? mixlab::clip_grad_norm_multi_tensor(params, 5.0)
+                            : torch::nn::utils::clip_grad_norm_(params, 5.0));
+      if (fused) mixlab::fused_adamw_step(optimizer);
+      else optimizer.step();
+    }
+    std::vector<torch::Tensor> state;
+    std::vector<int64_t> steps;
+    for (const auto& p : params) {
+      auto& s = static_cast<torch::optim::AdamWParamState&>(*optimizer.state().at(p.unsafeGetTensorImpl()));
+      state.push_back(s.exp_avg()), state.push_back(s.exp_avg_sq()), steps.push_back(s.step());
+    }
+    return std::tuple{params, state, steps, norms};
+  };
+  auto [p_ref, s_ref, steps_ref, norms_ref] = train(false);
+  auto [p_fused, s_fused, steps_fused, norms_fused] = train(true);
+  CHECK((steps_ref == std::vector<int64_t>{30, 30, 30, 24}));
+  CHECK((steps_fused == steps_ref));
+  CHECK(norms_ref.front() > 5.0);  // clipping is active
+  for (size_t i = 0; i < norms_ref.size(); ++i) CHECK(norms_fused[i] == doctest::Approx(norms_ref[i]).epsilon(1e-5));
+  // float32, 30 steps at lr 3e-2: within 1e-5 of the parameter scale.
+  for (size_t i = 0; i < p_ref.size(); ++i) {
+    CAPTURE(i);
+    CHECK((p_fused[i] - p_ref[i]).abs().max().item<double>() < 1e-5 * std::max(1.0, p_ref[i].abs().max().item<double>()));
+  }
+  for (size_t i = 0; i < s_ref.size(); ++i) CHECK(rel(s_fused[i], s_ref[i]) < 1e-5);
+}
+
+TEST_CASE("a model with training.fused equals the reference model: logits and every parameter's gradient") {
+  const fs::path dir = mixlab::test::scratch("fused-model");
+  fs::create_directories(dir);
+  for (const char* norm : {"rmsnorm", "layernorm"}) {
+    for (const char* position : {"pre", "post"}) {
+      CAPTURE(norm);
+      CAPTURE(position);
+      auto file = dir / "m.toml";
+      std::ofstream(file) << "[model]\nd_model = 24\nmax_seq_len = 16\nnorm = \"" << norm << "\"\nnorm_position = \""
+                          << position << "\"\ntie_embeddings = false\n[model.templates.t]\n"
+                          << "mixer = { plugin = \"attention\", n_heads = 2 }\n"
+                          << "ffn = { plugin = \"mlp\", activation = \"swiglu\", hidden = 40 }\n"
+                          << "[[model.schedule]]\ntemplate = \"t\"\nrepeat = 2\n"
+                          << "[data]\nsource = \"builtin:grammar\"\nseq_len = 16\n[training]\nsteps = 1\n";
+      auto tokens = torch::randint(0, 256, {3, 16}, torch::kInt64);
+      auto targets = torch::randint(0, 256, {3, 16}, torch::kInt64);
+      auto run = [&](bool fused) {
+        auto config = mixlab::load_experiment(file, {std::string("training.fused=") + (fused ? "true" : "false")});
+        auto registry = mixlab::experiment_registry(config);
+        mixlab::Model model(config, registry, 256, torch::kCPU);
+        auto out = model.forward_features(tokens, true, 0);
+        auto [sum, count] = mixlab::lm_head_loss(model, out.features, targets, fused);
+        sum.backward();
+        std::vector<torch::Tensor> r{model.forward(tokens, false, 0).logits, sum};
+        for (const auto& p : model.parameters()) r.push_back(p.tensor.grad());
+        return r;
+      };
+      auto ref = run(false), fused = run(true);
+      REQUIRE(ref.size() == fused.size());
+      for (size_t i = 0; i < ref.size(); ++i) {
+        CAPTURE(i);
+        CHECK(rel(fused[i], ref[i]) < 1e-5);
+      }
+    }
+  }
+}
+}  // TEST_SUITE("fused")
+
+TEST_SUITE("resume") {
+TEST_CASE("a checkpoint of the reference optimizer resumes on the fused one: same format, the same training") {
+  using mixlab::test::host;
+  const std::string args = mixlab::test::tiny_experiment() + mixlab::test::cache_args() +
+                           " --set training.batch_size=4 --set training.threads=1 --set checkpoint.every=4"
+                           " --set validation.every=0 --set validation.batches=1";
+  const auto first = mixlab::test::scratch("naive-8");
+  auto r = host("run " + args + " --set training.steps=8 --set training.fused=false --output-dir " + first.string());
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  // Continue from its step-4 checkpoint twice, on each optimizer, in copies of the run folder.
+  std::map<bool, std::vector<torch::Tensor>> finals;
+  for (bool fused : {false, true}) {
+    auto copy = mixlab::test::scratch(fused ? "resume-fused" : "resume-naive");
+    fs::copy(first, copy, fs::copy_options::recursive);
+    fs::remove_all(mixlab::checkpoint_dir(copy, 8));
+    auto rr = host("run --resume " + copy.string() + " --set training.fused=" + (fused ? "true" : "false"));
+    INFO(rr.output);
+    REQUIRE(rr.exit_code == 0);
+    CHECK(rr.output.find("resumed from") != std::string::npos);
+    auto weights = mixlab::load_safetensors(mixlab::checkpoint_dir(copy, 8) / "model.safetensors");
+    for (const auto& [name, t] : weights.tensors) finals[fused].push_back(t);
+  }
+  // The reference resumed is the uninterrupted reference run, bit for bit.
+  auto uninterrupted = mixlab::load_safetensors(mixlab::checkpoint_dir(first, 8) / "model.safetensors");
+  for (size_t i = 0; i < uninterrupted.tensors.size(); ++i) CHECK(torch::equal(finals[false][i], uninterrupted.tensors[i].second));
+  // The fused optimizer picks up the same moments: 4 more steps stay within float32 rounding of it.
+  for (size_t i = 0; i < finals[false].size(); ++i) CHECK(rel(finals[true][i], finals[false][i]) < 1e-4);
+}
+}  // TEST_SUITE("resume")
