@@ -41,7 +41,7 @@ ExportResult export_hf(const std::filesystem::path& model_dir, const std::filesy
     tok = (own = data::make_id_tokenizer(vocab)).get();
   else if (run.config.tokenizer.kind == "byte") tok = (own = data::make_byte_tokenizer()).get();
   else tok = &(dataset = open_dataset(run.config))->tokenizer();
-  if (tok->vocab_size() == vocab) tokenizer = hf_tokenizer_files(*tok, max_len);
+  if (tok->vocab_size() == vocab) tokenizer = hf_tokenizer_files(*tok, max_len, plan.model_type);
   else tokenizer.note = "no tokenizer files: the model's vocabulary is " + std::to_string(vocab) + ", the experiment's " +
                         tok->kind() + " tokenizer has " + std::to_string(tok->vocab_size()) + "; pass token ids";
   plan.config.update(tokenizer.special_ids);

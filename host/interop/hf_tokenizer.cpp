@@ -108,7 +108,8 @@ json sentencepiece_tokenizer_json(const SpModel& m) {
           {"model", model}};
 }
 
-HfTokenizerFiles sentencepiece_files(const data::SentencePieceTokenizer& tok, int64_t model_max_length) {
+HfTokenizerFiles sentencepiece_files(const data::SentencePieceTokenizer& tok, int64_t model_max_length,
+                                     const std::string& model_type) {
   const SpModel& m = tok.model();
   HfTokenizerFiles out;
   json tokens = json::object();
@@ -119,7 +120,9 @@ HfTokenizerFiles sentencepiece_files(const data::SentencePieceTokenizer& tok, in
     if (std::string(name) != "unk") out.special_ids[std::string(name) + "_token_id"] = has ? json(id) : json(nullptr);
   }
   out.files["tokenizer.model"] = tok.serialized_model();
-  const std::string why = not_expressible(m);
+  std::string why = not_expressible(m);
+  if (why.empty() && model_type == "qwen2")
+    why = "transformers' AutoTokenizer replaces the class for model_type qwen2 by Qwen2Tokenizer, a byte-level BPE";
   if (!why.empty()) {
     out.note = "SentencePiece " + m.model_type + ": tokenizer.model only; no tokenizer.json, because it cannot state " +
                "mixlab's encoding of this model exactly: " + why;
@@ -160,14 +163,18 @@ json byte_tokenizer_json() {
             {"vocab", vocab}, {"merges", json::array()}}}};
 }
 
-HfTokenizerFiles hf_tokenizer_files(const data::Tokenizer& tokenizer, int64_t model_max_length) {
+HfTokenizerFiles hf_tokenizer_files(const data::Tokenizer& tokenizer, int64_t model_max_length,
+                                    const std::string& model_type) {
   if (const auto* sp = dynamic_cast<const data::SentencePieceTokenizer*>(&tokenizer))
-    return sentencepiece_files(*sp, model_max_length);
+    return sentencepiece_files(*sp, model_max_length, model_type);
   HfTokenizerFiles out;
   if (tokenizer.kind() == "byte") {
+    // No special tokens, said explicitly: a class transformers substitutes (Qwen2Tokenizer) adds its own otherwise.
+    const json none{{"unk_token", nullptr}, {"bos_token", nullptr}, {"eos_token", nullptr}, {"pad_token", nullptr}};
     out.files["tokenizer.json"] = byte_tokenizer_json().dump(2) + "\n";
-    out.files["tokenizer_config.json"] = tokenizer_config(model_max_length, json::object()).dump(2) + "\n";
+    out.files["tokenizer_config.json"] = tokenizer_config(model_max_length, none).dump(2) + "\n";
     out.note = "byte tokenizer: tokenizer.json (ByteLevel, id = byte value)";
+    if (model_type == "qwen2") out.note += "; AutoTokenizer loads it as Qwen2Tokenizer, which NFC-normalises text first";
   } else {
     out.note = "probe-task ids are the vocabulary: no tokenizer files";
   }

@@ -27,7 +27,10 @@ struct HfTokenizerFiles {
   nlohmann::json special_ids = {{"bos_token_id", nullptr}, {"eos_token_id", nullptr}, {"pad_token_id", nullptr}};
 };
 
-HfTokenizerFiles hf_tokenizer_files(const data::Tokenizer& tokenizer, int64_t model_max_length);
+// `model_type`: the exported class's; for qwen2 transformers' AutoTokenizer substitutes its own
+// tokenizer class (Qwen2Tokenizer: NFC, byte-level), so a SentencePiece tokenizer.json is not written.
+HfTokenizerFiles hf_tokenizer_files(const data::Tokenizer& tokenizer, int64_t model_max_length,
+                                    const std::string& model_type);
 
 // mixlab's byte tokenizer as tokenizer.json (import recognises it).
 nlohmann::json byte_tokenizer_json();

@@ -360,6 +360,7 @@ TEST_SUITE("interop") {
           (imported / "tokenizer.model").string());
     const std::string prompt = " --prompt 'The old king' --tokens 12 --temperature 0";
     auto from_run = host_cached("generate " + (dir / "run-bpe").string() + prompt, false);
+    must("generate " + imported.string() + " --prompt x --tokens 1");  // builds its data cache (logged on stdout)
     auto from_import = host_cached("generate " + imported.string() + prompt, false);
     REQUIRE(from_run.exit_code == 0);
     REQUIRE_MESSAGE(from_import.exit_code == 0, from_import.output);
