@@ -16,6 +16,7 @@
 #include "runtime/registry.hpp"
 #include "train/fused_adamw.hpp"
 #include "train/lm_head_loss.hpp"
+#include "train/optimizer.hpp"
 
 #include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
@@ -41,18 +42,8 @@ Trainee make(const std::filesystem::path& experiment, bool fused) {
   Trainee t;
   t.fused = fused;
   t.model = std::make_unique<mixlab::Model>(config, registry, 256, torch::kCPU);
-  std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& p : t.model->parameters()) (p.weight_decay ? decay : no_decay).push_back(p.tensor), t.params.push_back(p.tensor);
-  auto adam = [&](double wd) {
-    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(config.optimizer.lr)
-                                                            .betas({config.optimizer.betas[0], config.optimizer.betas[1]})
-                                                            .eps(config.optimizer.eps)
-                                                            .weight_decay(wd));
-  };
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, adam(config.optimizer.weight_decay));
-  groups.emplace_back(no_decay, adam(0.0));
-  t.optimizer = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(config.optimizer.lr));
+  for (const auto& p : t.model->parameters()) t.params.push_back(p.tensor);
+  t.optimizer = mixlab::make_adamw(config, *t.model);
   return t;
 }
 

@@ -13,6 +13,7 @@
 #include "train/data_parallel.hpp"
 #include "train/evaluate.hpp"
 #include "train/fused_adamw.hpp"
+#include "train/optimizer.hpp"
 #include "train/lm_head_loss.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/metrics_log.hpp"
@@ -229,18 +230,8 @@ int run_experiment(const RunOptions& options) {
   double active_params = 0, flops_per_token = 0;
   nlohmann::json facts = model_facts(model, config, active_params, flops_per_token);
 
-  std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& p : model.parameters()) (p.weight_decay ? decay : no_decay).push_back(p.tensor);
-  auto adam = [&](double wd) {
-    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(config.optimizer.lr)
-                                                            .betas({config.optimizer.betas[0], config.optimizer.betas[1]})
-                                                            .eps(config.optimizer.eps)
-                                                            .weight_decay(wd));
-  };
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (!decay.empty()) groups.emplace_back(decay, adam(config.optimizer.weight_decay));
-  if (!no_decay.empty()) groups.emplace_back(no_decay, adam(0.0));
-  torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(config.optimizer.lr));
+  auto adamw = make_adamw(config, model);
+  torch::optim::AdamW& optimizer = *adamw;
 
   TrainerState state;
   if (options.resume) state = resume_state(run_dir, model, optimizer, *dataset);
