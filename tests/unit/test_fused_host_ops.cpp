@@ -84,7 +84,7 @@ TEST_CASE("add + norm: the fused form equals the reference, forward and backward
       auto naive16 = run_norm(c, torch::kBFloat16, false, with_grad_sum);
       for (size_t i = 0; i < exact.size(); ++i) {
         CAPTURE(names[i]);
-        CHECK(fused32[i].scalar_type() == torch::kFloat32);
+        CHECK((fused32[i].scalar_type() == torch::kFloat32));
         CHECK(rel(fused64[i], exact[i]) < 1e-12);
         CHECK(rel(fused32[i], exact[i]) < 1e-5);
         CHECK(rel(fused16[i], exact[i]) < 2e-2);
