@@ -1,11 +1,14 @@
-// moe: sparse dispatch vs the dense reference as the number of experts grows
-// (top_k and the expert width fixed), and vs an `mlp` with the same active
-// parameters (hidden = top_k · expert_hidden). Forward + backward, through the
-// plugin ABI as a training run calls it.
+// moe: the ways to run the routed experts side by side — `loop` (one FFN call per
+// expert), `grouped` (LibTorch's grouped matmul), `sparse` (one batched matmul
+// over the expert groups padded to the largest) and optionally `dense` (every
+// expert on every token) — as the number of experts grows (top_k and the expert
+// width fixed), in each dtype, and against an `mlp` with the same active
+// parameters (hidden = top_k · expert_hidden), the cost an MoE layer could reach.
+// Forward + backward, through the plugin ABI as a training run calls it.
 //
-//   bench_moe [--plugins DIR] [--d-model 128] [--expert-hidden 256] [--top-k 2]
-//             [--batch 4] [--seq 128] [--experts 4,8,16,32,64] [--rounds 5]
-//             [--threads N] [--markdown FILE]
+//   bench_moe [--plugins DIR] [--d-model 512] [--expert-hidden 1536] [--top-k 2]
+//             [--batch 16] [--seq 128] [--experts 4,16,64] [--dtypes float32,bfloat16]
+//             [--impls loop,grouped,sparse] [--rounds 3] [--threads N] [--markdown FILE]
 #include "bench_util.hpp"
 
 #include "runtime/instance.hpp"
@@ -19,18 +22,19 @@ namespace {
 
 struct Options {
   std::filesystem::path plugins;
-  int64_t d_model = 128, expert_hidden = 256, top_k = 2, batch = 4, seq = 128;
-  std::vector<int64_t> experts{4, 8, 16, 32, 64};
-  int rounds = 5;
+  int64_t d_model = 512, expert_hidden = 1536, top_k = 2, batch = 16, seq = 128;
+  std::vector<int64_t> experts{4, 16, 64};
+  std::vector<std::string> dtypes{"float32", "bfloat16"};
+  std::vector<std::string> impls{"loop", "grouped", "sparse"};
+  int rounds = 3;
   int threads = 0;
   std::string markdown;
 };
 
-
 Options parse(int argc, char** argv) {
   Options o;
   o.plugins = mixlab::bench::default_plugin_dir();
-  CLI::App app{"moe: sparse vs dense as experts grow, and vs the mlp"};
+  CLI::App app{"moe: the sparse implementations side by side as experts grow, and vs the mlp"};
   app.add_option("--plugins", o.plugins, "plugin folder");
   app.add_option("--d-model", o.d_model, "model width");
   app.add_option("--expert-hidden", o.expert_hidden, "hidden width of one expert");
@@ -38,6 +42,8 @@ Options parse(int argc, char** argv) {
   app.add_option("--batch", o.batch, "batch size");
   app.add_option("--seq", o.seq, "sequence length");
   app.add_option("--experts", o.experts, "expert counts")->delimiter(',');
+  app.add_option("--dtypes", o.dtypes, "float32 | bfloat16 | float64")->delimiter(',');
+  app.add_option("--impls", o.impls, "moe implementations; ratios are against the first")->delimiter(',');
   app.add_option("--rounds", o.rounds, "interleaved timing rounds");
   app.add_option("--threads", o.threads, "ATen threads");
   app.add_option("--markdown", o.markdown, "also write the table as Markdown");
@@ -45,10 +51,15 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-// One forward + backward of an instance on fixed inputs, as a training step runs it.
-std::function<void()> train_step(std::shared_ptr<PluginInstance> inst, const torch::Tensor& x) {
-  auto params = inst->init_params(torch::kFloat32, torch::kCPU, 1, 0.02);
+std::vector<torch::Tensor> trainable_params(const PluginInstance& inst, torch::ScalarType dtype) {
+  auto params = inst.init_params(dtype, torch::kCPU, 1, 0.02);
   for (auto& p : params) p.requires_grad_(true);
+  return params;
+}
+
+// One forward + backward of an instance on fixed inputs, as a training step runs it.
+std::function<void()> train_step(std::shared_ptr<PluginInstance> inst, std::vector<torch::Tensor> params,
+                                  const torch::Tensor& x) {
   auto grad_y = torch::randn_like(x);
   return [inst, params, x, grad_y]() mutable {
     auto r = inst->forward(x, params, {true, 7});
@@ -66,30 +77,57 @@ int main(int argc, char** argv) try {
   if (o.threads > 0) torch::set_num_threads(o.threads);
   Registry registry;
   registry.add_folder(o.plugins);
-  auto dense_ref = registry.select({"moe", "dense"});
-  auto sparse_ref = registry.select({"moe", "sparse"});
+  std::vector<ImplRef> refs;
+  for (const auto& impl : o.impls) refs.push_back(registry.select({"moe", impl}));
   auto mlp_ref = registry.select({"mlp"});
-  const int64_t max_seq = o.seq;
-  auto x = torch::randn({o.batch, o.seq, o.d_model}).requires_grad_(true);
   auto mlp_config = R"({"activation": "swiglu", "hidden": )" + std::to_string(o.top_k * o.expert_hidden) + "}";
-  auto mlp_step = train_step(PluginInstance::create(mlp_ref, o.d_model, max_seq, mlp_config), x);
 
-  std::cout << "moe forward+backward, float32 CPU, " << torch::get_num_threads() << " threads, B=" << o.batch
+  std::cout << "moe forward+backward, CPU, " << torch::get_num_threads() << " threads, B=" << o.batch
             << " T=" << o.seq << " d_model=" << o.d_model << " expert_hidden=" << o.expert_hidden
             << " top_k=" << o.top_k << " swiglu; mlp hidden=" << o.top_k * o.expert_hidden
             << " (same active expert parameters); median of " << o.rounds << " interleaved rounds\n\n";
-  bench::Table table({"experts", "sparse ms", "dense ms", "mlp ms", "dense/sparse", "sparse/mlp", "sparse peak MiB",
-                      "dense peak MiB"});
-  for (int64_t n_experts : o.experts) {
-    auto config = R"({"activation": "swiglu", "experts": )" + std::to_string(n_experts) +
-                  R"(, "top_k": )" + std::to_string(o.top_k) + R"(, "expert_hidden": )" +
-                  std::to_string(o.expert_hidden) + "}";
-    auto sparse_step = train_step(PluginInstance::create(sparse_ref, o.d_model, max_seq, config), x);
-    auto dense_step = train_step(PluginInstance::create(dense_ref, o.d_model, max_seq, config), x);
-    auto t = bench::interleaved_medians({sparse_step, dense_step, mlp_step}, o.rounds);
-    double sparse_mib = bench::peak_extra_mib(sparse_step), dense_mib = bench::peak_extra_mib(dense_step);
-    table.add({std::to_string(n_experts), bench::fmt(t[0] * 1e3), bench::fmt(t[1] * 1e3), bench::fmt(t[2] * 1e3),
-               bench::fmt(t[1] / t[0]), bench::fmt(t[0] / t[2]), bench::fmt(sparse_mib), bench::fmt(dense_mib)});
+  std::vector<std::string> header{"experts", "dtype", "padding"};
+  for (const auto& impl : o.impls) header.push_back(impl + " ms");
+  header.push_back("mlp ms");
+  for (size_t i = 1; i < o.impls.size(); ++i) header.push_back(o.impls[0] + "/" + o.impls[i]);
+  for (const auto& impl : o.impls) header.push_back(impl + "/mlp");
+  bench::Table table(header);
+  for (const auto& dtype_name : o.dtypes) {
+    auto dtype = bench::dtype_named(dtype_name);
+    auto x = torch::randn({o.batch, o.seq, o.d_model}).to(dtype).requires_grad_(true);
+    auto mlp = PluginInstance::create(mlp_ref, o.d_model, o.seq, mlp_config);
+    auto mlp_step = train_step(mlp, trainable_params(*mlp, dtype), x);
+    for (int64_t n_experts : o.experts) {
+      auto config = R"({"activation": "swiglu", "experts": )" + std::to_string(n_experts) + R"(, "top_k": )" +
+                    std::to_string(o.top_k) + R"(, "expert_hidden": )" + std::to_string(o.expert_hidden) + "}";
+      // One parameter layout for every moe implementation: one set of weights, so every
+      // implementation routes the same tokens to the same experts.
+      std::vector<std::function<void()>> steps;
+      std::vector<torch::Tensor> params;
+      for (const auto& ref : refs) {
+        auto inst = PluginInstance::create(ref, o.d_model, o.seq, config);
+        if (params.empty()) params = trainable_params(*inst, dtype);
+        steps.push_back(train_step(inst, params, x));
+      }
+      steps.push_back(mlp_step);
+      auto t = bench::interleaved_medians(steps, o.rounds);
+      // E · the largest expert share: the padded batch's rows over the real rows.
+      double padding = 0.0;
+      {
+        torch::NoGradGuard no_grad;
+        auto share = PluginInstance::create(refs[0], o.d_model, o.seq, config)->forward(x, params, {true, 7}).statistics[0];
+        padding = static_cast<double>(n_experts) * share.max().item<double>();
+      }
+      const double mlp_time = t.back();
+      std::vector<std::string> row{std::to_string(n_experts), dtype_name, bench::fmt(padding)};
+      for (size_t i = 0; i < refs.size(); ++i) row.push_back(bench::fmt(t[i] * 1e3));
+      row.push_back(bench::fmt(mlp_time * 1e3));
+      for (size_t i = 1; i < refs.size(); ++i) row.push_back(bench::fmt(t[0] / t[i]));
+      for (size_t i = 0; i < refs.size(); ++i) row.push_back(bench::fmt(t[i] / mlp_time));
+      table.add(row);
+      for (const auto& cell : row) std::cerr << cell << "  ";  // each row as it is measured: a run is long
+      std::cerr << "\n";
+    }
   }
   table.print();
   if (!o.markdown.empty()) table.write_markdown(o.markdown);

@@ -1,5 +1,7 @@
 // The `moe` invariants (mixers-research.md §6), each held against an
-// independent naive form in float64 and run for both implementations.
+// independent naive form in float64 and run for every implementation. `grouped`
+// runs float64 through its loop (LibTorch's grouped matmul takes float32 and
+// below), so its grouped matmul is held to float64 `dense` in float32 and bfloat16.
 #include "checks.hpp"
 
 #include "dense.hpp"
@@ -24,6 +26,11 @@ Impl make(const std::string& config, int64_t d_model = kDModel) {
   return Impl(testing::args(d_model, 64, config));
 }
 
+template <class Impl>
+std::string impl_name() {
+  return Impl::info().impl;
+}
+
 Tensor random_tokens(int64_t batch, int64_t len, int64_t d_model, torch::ScalarType dtype, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   return torch::empty({batch, len, d_model}, torch::kFloat64).normal_(0.0, 1.0, gen).to(dtype);
@@ -45,20 +52,28 @@ Tensor naive_expert(const Tensor& x, const Params& p, const MoeConfig& cfg, int6
 }
 
 // y, the aux losses, and the gradients of <w, y> + sum c_i aux_i with respect to x and every parameter.
+// w is drawn in float64 and rounded through bfloat16, so that it is the same in every dtype.
 std::vector<Tensor> outputs_and_gradients(const MoeLayer& layer, const Params& params, const Tensor& x,
                                           uint64_t seed) {
   auto p = testing::with_grad(params);
   auto xg = x.detach().clone().requires_grad_(true);
   auto out = layer.forward(xg, p, Call{});
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  auto w = torch::empty(out.y.sizes(), torch::kFloat64).normal_(0.0, 1.0, gen).to(out.y.scalar_type());
-  auto objective = (out.y * w).sum().to(torch::kFloat64) + 0.7 * out.side[0] - 0.3 * out.side[1];
+  auto w = torch::empty(out.y.sizes(), torch::kFloat64).normal_(0.0, 1.0, gen).to(torch::kBFloat16);
+  auto objective = (out.y * w.to(out.y.scalar_type())).sum().to(torch::kFloat64) + 0.7 * out.side[0] - 0.3 * out.side[1];
   std::vector<Tensor> inputs{xg};
   for (const auto& t : p.tensors()) inputs.push_back(t);
   auto grads = torch::autograd::grad({objective}, inputs);
   std::vector<Tensor> result{out.y.detach(), out.side[0].detach(), out.side[1].detach()};
   for (const auto& g : grads) result.push_back(g);
   return result;
+}
+
+// The values of p rounded to `dtype`, held in float64.
+Params rounded(const Params& p, torch::ScalarType dtype) {
+  std::vector<Tensor> tensors;
+  for (const auto& t : p.tensors()) tensors.push_back(t.to(dtype).to(torch::kFloat64));
+  return Params(p.names(), tensors);
 }
 
 CheckResult weights_sum_to_one(uint64_t seed) {
@@ -106,27 +121,43 @@ CheckResult token_weights_match_routing(uint64_t seed) {
                               1e-7)});
 }
 
-CheckResult sparse_equals_dense(uint64_t seed) {
+// Forward and backward of a sparse implementation in every dtype it takes
+// against `dense` in float64 on the same (rounded) values. Tolerances, as the
+// scaled max error for y, both aux losses and every gradient: float64 1e-10;
+// float32 1e-5 (outputs) and 1e-4 (gradients); bfloat16, whose 8-bit mantissa
+// rounds every intermediate, 2e-2 as the relative RMS error (5e-2 for the
+// gradients of the router and x, which sum the rounded expert outputs again).
+template <class Impl>
+CheckResult matches_float64_dense(uint64_t seed) {
   const std::vector<std::string> configs{
-      "{}", R"({"capacity_factor": 0.75})",
+      "{}", R"({"capacity_factor": 0.75, "expert_hidden": 48})",
+      R"({"capacity_factor": 0.75, "capacity_order": "choice", "expert_hidden": 48})",
       R"({"experts": 8, "top_k": 3, "router": "sigmoid", "renormalize": false, "shared_experts": 2,
            "activation": "gelu", "expert_hidden": 40})"};
   const char* names[] = {"y", "balance_loss", "z_loss", "grad x"};
   std::vector<CheckResult> results;
   for (const auto& config : configs)
-    for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    for (auto dtype : {torch::kFloat64, torch::kFloat32, torch::kBFloat16}) {
       auto dense = make<MoeDense>(config);
-      auto sparse = make<MoeSparse>(config);
-      auto params = testing::make_params(dense, dtype, seed);
-      auto x = random_tokens(2, 16, kDModel, dtype, seed + 1);
-      auto a = outputs_and_gradients(sparse, params, x, seed + 2);
-      auto b = outputs_and_gradients(dense, params, x, seed + 2);
-      bool f64 = dtype == torch::kFloat64;
+      auto sparse = make<Impl>(config);
+      auto p64 = rounded(testing::make_params(dense, torch::kFloat64, seed), dtype);
+      auto x64 = random_tokens(2, 16, kDModel, dtype, seed + 1).to(torch::kFloat64);
+      std::vector<Tensor> tensors;
+      for (const auto& t : p64.tensors()) tensors.push_back(t.to(dtype));
+      auto a = outputs_and_gradients(sparse, Params(p64.names(), tensors), x64.to(dtype), seed + 2);
+      auto b = outputs_and_gradients(dense, p64, x64, seed + 2);
+      std::string label = impl_name<Impl>() + " " + c10::toString(dtype) + " vs dense float64 " + config + " ";
       for (size_t i = 0; i < a.size(); ++i) {
-        std::string what = i < 4 ? names[i] : "grad " + params.names()[i - 4];
-        double tol = f64 ? kFloat64Tol : (i < 3 ? 1e-5 : 1e-4);
-        results.push_back(expect_close(config + (f64 ? " float64 " : " float32 ") + what,
-                                       scaled_max_error(a[i], b[i]), tol));
+        std::string what = label + (i < 4 ? names[i] : "grad " + p64.names()[i - 4]);
+        if (dtype == torch::kBFloat16) {
+          bool sums_again = i == 3 || (i >= 4 && p64.names()[i - 4] == "router");
+          double error = testing::nan_as_inf(testing::relative_rms(a[i], b[i]));
+          double tol = sums_again ? 5e-2 : 2e-2;
+          results.push_back({error <= tol, error, tol, testing::describe_error(what, "relative RMS error", error, tol)});
+        } else {
+          double tol = dtype == torch::kFloat64 ? kFloat64Tol : (i < 3 ? 1e-5 : 1e-4);
+          results.push_back(expect_close(what, scaled_max_error(a[i], b[i]), tol));
+        }
       }
     }
   return all_of(results);
@@ -141,7 +172,7 @@ CheckResult tokens_permute(uint64_t seed) {
   auto perm = torch::randperm(24, gen, torch::kLong);
   auto y = layer.forward(x, p, Call{}).y;
   auto y_perm = layer.forward(x.index_select(1, perm), p, Call{}).y;
-  return expect_close(std::string(Impl::info().impl) + ": y(permuted x) vs permuted y(x)",
+  return expect_close(impl_name<Impl>() + ": y(permuted x) vs permuted y(x)",
                       scaled_max_error(y_perm, y.index_select(1, perm)), kFloat64Tol);
 }
 
@@ -154,7 +185,7 @@ CheckResult all_experts_are_softmax_mixture(uint64_t seed) {
   auto probs = torch::softmax(torch::matmul(x, p["router"].t()), -1);
   auto mixture = torch::zeros_like(x);
   for (int64_t i = 0; i < cfg.experts; ++i) mixture += probs.slice(1, i, i + 1) * naive_expert(x, p, cfg, i);
-  return expect_close(std::string(Impl::info().impl) + ": k = E vs softmax-weighted sum of all experts",
+  return expect_close(impl_name<Impl>() + ": k = E vs softmax-weighted sum of all experts",
                       scaled_max_error(layer.forward(x.unsqueeze(0), p, Call{}).y.squeeze(0), mixture),
                       kFloat64Tol);
 }
@@ -171,7 +202,7 @@ CheckResult one_expert_is_mlp(uint64_t seed) {
     for (const auto& spec : mlp.params()) names.push_back(spec.name), tensors.push_back(p[spec.name][0]);
     auto x = random_tokens(2, 9, kDModel, torch::kFloat64, seed + 1);
     auto y_mlp = mlp.forward(x, Params(names, tensors), Call{}).y;
-    results.push_back(expect_close(std::string(Impl::info().impl) + " " + activation + ": one expert vs mlp",
+    results.push_back(expect_close(impl_name<Impl>() + " " + activation + ": one expert vs mlp",
                                    scaled_max_error(layer.forward(x, p, Call{}).y, y_mlp), kFloat64Tol));
   }
   return all_of(results);
@@ -226,32 +257,65 @@ CheckResult z_loss_at_zero_logits(uint64_t seed) {
   return all_of(results);
 }
 
-// Capacity, token by token: a slot is kept while its expert has fewer than C kept.
-Tensor naive_kept(const Tensor& experts, int64_t capacity, int64_t n_experts) {
+// Capacity, assignment by assignment: a slot is kept while its expert has fewer
+// than C kept. Token order visits token 0's slots, then token 1's, ...; choice
+// order (GShard) every token's first choice, then every token's second, ...
+Tensor naive_kept(const Tensor& experts, int64_t capacity, int64_t n_experts, bool choice_order) {
+  const int64_t n_tokens = experts.size(0), k = experts.size(1);
   auto kept = torch::zeros(experts.sizes(), torch::kBool);
   std::vector<int64_t> load(static_cast<size_t>(n_experts), 0);
   auto e = experts.accessor<int64_t, 2>();
-  for (int64_t t = 0; t < experts.size(0); ++t)
-    for (int64_t j = 0; j < experts.size(1); ++j)
-      if (load[static_cast<size_t>(e[t][j])]++ < capacity) kept[t][j] = true;
+  auto visit = [&](int64_t t, int64_t j) {
+    if (load[static_cast<size_t>(e[t][j])]++ < capacity) kept[t][j] = true;
+  };
+  if (choice_order) {
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t t = 0; t < n_tokens; ++t) visit(t, j);
+  } else {
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t j = 0; j < k; ++j) visit(t, j);
+  }
   return kept;
 }
 
-// capped: cf 0.5; loose: cf 2 = E / k, which drops nothing; uncapped: no capacity.
-CheckResult capacity_limits_load(const std::string& name, const MoeLayer& capped, const MoeLayer& loose,
-                                 const MoeLayer& uncapped, uint64_t seed) {
+// The layer token by token in float64 (x (N, d), p float64): softmax router,
+// renormalised top-k, capacity C kept in the configured order, each kept slot's
+// expert as a plain FFN. No shared experts.
+Tensor naive_moe(const Tensor& x, const Params& p, const MoeConfig& cfg, int64_t capacity) {
+  auto probs = torch::softmax(torch::matmul(x, p["router"].t()), -1);
+  auto experts = std::get<1>(torch::topk(probs, cfg.top_k, -1));
+  auto kept = naive_kept(experts, capacity, cfg.experts, cfg.choice_order);
+  auto y = torch::zeros_like(x);
+  for (int64_t t = 0; t < x.size(0); ++t) {
+    double sum = 0.0;
+    for (int64_t j = 0; j < cfg.top_k; ++j) sum += probs[t][experts[t][j].item<int64_t>()].item<double>();
+    for (int64_t j = 0; j < cfg.top_k; ++j) {
+      if (!kept[t][j].item<bool>()) continue;
+      int64_t e = experts[t][j].item<int64_t>();
+      y[t] += probs[t][e].item<double>() / sum * naive_expert(x.slice(0, t, t + 1), p, cfg, e).squeeze(0);
+    }
+  }
+  return y;
+}
+
+// Capacity in token order: capped cf 0.5; loose cf 2 = E / k, which drops nothing; uncapped: no capacity.
+template <class Impl>
+CheckResult capacity(uint64_t seed) {
+  const std::string name = impl_name<Impl>();
+  auto capped = make<Impl>(R"({"capacity_factor": 0.5})"), loose = make<Impl>(R"({"capacity_factor": 2.0})");
+  auto uncapped = make<Impl>("{}");
   std::vector<CheckResult> results;
-  const auto& cfg = capped.config();
-  auto p = testing::make_params(capped, torch::kFloat64, seed);
+  const MoeConfig& cfg = capped.config();
+  Params p = testing::make_params(capped, torch::kFloat64, seed);
   auto x = random_tokens(2, 16, kDModel, torch::kFloat64, seed + 1);
   const int64_t capacity = expert_capacity(0.5, 32, cfg);  // 8
 
   // Random tokens: the kept slots are the first C per expert in token order, no expert over C.
-  auto r = route(x.reshape({32, kDModel}), p["router"], cfg, Call{});
-  auto expected = naive_kept(r.experts, capacity, cfg.experts);
+  Routing r = route(x.reshape({32, kDModel}), p["router"], cfg, Call{});
+  auto expected = naive_kept(r.experts, capacity, cfg.experts, false);
   results.push_back(expect_close(name + ": kept slots vs first-come-first-served loop (mismatches)",
                                  r.kept.ne(expected).sum().item<double>(), 0.0));
-  auto load = torch::zeros({cfg.experts}, torch::kLong).index_add(0, r.experts.flatten(), r.kept.flatten().to(torch::kLong));
+  Tensor load = torch::zeros({cfg.experts}, torch::kLong).index_add(0, r.experts.flatten(), r.kept.flatten().to(torch::kLong));
   results.push_back(expect_close(name + ": largest kept load above C = " + std::to_string(capacity),
                                  std::max(0.0, load.max().item<double>() - static_cast<double>(capacity)), 0.0));
   results.push_back(expect_close(name + ": cf 2 = E/k vs no capacity",
@@ -259,20 +323,55 @@ CheckResult capacity_limits_load(const std::string& name, const MoeLayer& capped
 
   // 32 copies of one token: the first C keep both slots, the other 24 are dropped and give 0.
   auto same = x.select(1, 0).select(0, 0).expand({1, 32, kDModel}).contiguous();
-  auto out = capped.forward(same, p, Call{});
-  auto free = uncapped.forward(same, p, Call{}).y;
+  Output out = capped.forward(same, p, Call{});
+  Tensor free = uncapped.forward(same, p, Call{}).y;
   results.push_back(expect_close(name + ": dropped tokens' output (max |y|)",
                                  out.y.slice(1, capacity).abs().max().item<double>(), 0.0));
   results.push_back(expect_close(name + ": kept tokens vs no capacity",
-                                 scaled_max_error(out.y.slice(1, 0, capacity), free.slice(1, 0, capacity)), kFloat64Tol));
+                                 scaled_max_error(out.y.slice(1, 0, capacity), free.slice(1, 0, capacity)),
+                                 kFloat64Tol));
   results.push_back(expect_close(name + ": dropped_share vs 24/32", std::abs(out.side[4].item<double>() - 0.75), 1e-7));
   return all_of(results);
 }
 
+// Both capacity orders against the naive layer, on random tokens and on 16
+// tokens preferring experts (0, 1) followed by 16 preferring (1, 0). With C = 8
+// token order serves the first 8 tokens both their choices and nobody else;
+// choice order serves the first 8 of each group their first choice only.
 template <class Impl>
-CheckResult capacity(uint64_t seed) {
-  return capacity_limits_load(Impl::info().impl, make<Impl>(R"({"capacity_factor": 0.5})"),
-                              make<Impl>(R"({"capacity_factor": 2.0})"), make<Impl>("{}"), seed);
+CheckResult capacity_order(uint64_t seed) {
+  std::vector<CheckResult> results;
+  auto x_random = random_tokens(1, 32, kDModel, torch::kFloat64, seed + 1);
+  auto x_split = random_tokens(1, 32, kDModel, torch::kFloat64, seed + 2);
+  // With the router replaced by [I | 0], the logits are the first E = 4 features.
+  auto first_half = x_split.slice(1, 0, 16), second_half = x_split.slice(1, 16);
+  x_split.slice(2, 0, 4).zero_();
+  first_half.select(2, 0).fill_(2.0);
+  first_half.select(2, 1).fill_(1.0);
+  second_half.select(2, 0).fill_(1.0);
+  second_half.select(2, 1).fill_(2.0);
+  for (const std::string order : {"token", "choice"}) {
+    auto layer = make<Impl>(R"({"capacity_factor": 0.5, "capacity_order": ")" + order + "\"}");
+    const MoeConfig& cfg = layer.config();
+    Params p = testing::make_params(layer, torch::kFloat64, seed);
+    Params split_router = replaced(p, "router", torch::eye(cfg.experts, kDModel, torch::kFloat64));
+    const int64_t capacity = expert_capacity(0.5, 32, cfg);  // 8
+    std::string name = impl_name<Impl>() + " capacity_order " + order;
+    for (const auto& [what, x, params] : {std::tuple{"random tokens", x_random, p},
+                                          std::tuple{"(0,1)/(1,0) tokens", x_split, split_router}}) {
+      Tensor y = layer.forward(x, params, Call{}).y.squeeze(0);
+      auto naive = naive_moe(x.squeeze(0), params, cfg, capacity);
+      results.push_back(expect_close(name + ", " + what + ": y vs naive float64 layer", scaled_max_error(y, naive),
+                                     kFloat64Tol));
+    }
+    Tensor served = layer.forward(x_split, split_router, Call{}).y.squeeze(0).abs().sum(-1).gt(0);
+    auto expected_served = torch::zeros({32}, torch::kBool);
+    expected_served.slice(0, 0, 8).fill_(true);
+    if (order == "choice") expected_served.slice(0, 16, 24).fill_(true);
+    results.push_back(expect_close(name + ": tokens served on (0,1)/(1,0) tokens (mismatches)",
+                                   served.ne(expected_served).sum().item<double>(), 0.0));
+  }
+  return all_of(results);
 }
 
 CheckResult router_learns_through_probabilities(uint64_t seed) {
@@ -299,25 +398,44 @@ CheckResult router_learns_through_probabilities(uint64_t seed) {
                  nonzero});
 }
 
+
 }  // namespace
 
+// Every check runs for every implementation it concerns (dense, loop, grouped,
+// sparse); the sparse forms are also held to dense in float64 in every dtype.
 std::vector<Check> family_checks() {
   return {
       {"moe_routing_weights_sum_to_1", weights_sum_to_one},
-      {"moe_sparse_equals_dense", sparse_equals_dense},
-      {"moe_dense_token_weights_match_routing", token_weights_match_routing<MoeDense>},
-      {"moe_sparse_token_weights_match_routing", token_weights_match_routing<MoeSparse>},
-      {"moe_dense_token_permutation", tokens_permute<MoeDense>},
-      {"moe_sparse_token_permutation", tokens_permute<MoeSparse>},
-      {"moe_dense_top_all_is_softmax_mixture", all_experts_are_softmax_mixture<MoeDense>},
-      {"moe_sparse_top_all_is_softmax_mixture", all_experts_are_softmax_mixture<MoeSparse>},
-      {"moe_dense_one_expert_is_mlp", one_expert_is_mlp<MoeDense>},
-      {"moe_sparse_one_expert_is_mlp", one_expert_is_mlp<MoeSparse>},
       {"moe_balance_loss_1_at_balance", balance_loss_is_one_at_balance},
       {"moe_z_loss_at_zero_logits", z_loss_at_zero_logits},
-      {"moe_dense_capacity", capacity<MoeDense>},
-      {"moe_sparse_capacity", capacity<MoeSparse>},
       {"moe_router_grad_through_p_not_f", router_learns_through_probabilities},
+      {"moe_loop_matches_float64_dense", matches_float64_dense<MoeLoop>},
+      {"moe_grouped_matches_float64_dense", matches_float64_dense<MoeGrouped>},
+      {"moe_sparse_matches_float64_dense", matches_float64_dense<MoeSparse>},
+      {"moe_dense_token_weights_match_routing", token_weights_match_routing<MoeDense>},
+      {"moe_loop_token_weights_match_routing", token_weights_match_routing<MoeLoop>},
+      {"moe_grouped_token_weights_match_routing", token_weights_match_routing<MoeGrouped>},
+      {"moe_sparse_token_weights_match_routing", token_weights_match_routing<MoeSparse>},
+      {"moe_dense_token_permutation", tokens_permute<MoeDense>},
+      {"moe_loop_token_permutation", tokens_permute<MoeLoop>},
+      {"moe_grouped_token_permutation", tokens_permute<MoeGrouped>},
+      {"moe_sparse_token_permutation", tokens_permute<MoeSparse>},
+      {"moe_dense_top_all_is_softmax_mixture", all_experts_are_softmax_mixture<MoeDense>},
+      {"moe_loop_top_all_is_softmax_mixture", all_experts_are_softmax_mixture<MoeLoop>},
+      {"moe_grouped_top_all_is_softmax_mixture", all_experts_are_softmax_mixture<MoeGrouped>},
+      {"moe_sparse_top_all_is_softmax_mixture", all_experts_are_softmax_mixture<MoeSparse>},
+      {"moe_dense_one_expert_is_mlp", one_expert_is_mlp<MoeDense>},
+      {"moe_loop_one_expert_is_mlp", one_expert_is_mlp<MoeLoop>},
+      {"moe_grouped_one_expert_is_mlp", one_expert_is_mlp<MoeGrouped>},
+      {"moe_sparse_one_expert_is_mlp", one_expert_is_mlp<MoeSparse>},
+      {"moe_dense_capacity", capacity<MoeDense>},
+      {"moe_loop_capacity", capacity<MoeLoop>},
+      {"moe_grouped_capacity", capacity<MoeGrouped>},
+      {"moe_sparse_capacity", capacity<MoeSparse>},
+      {"moe_dense_capacity_order", capacity_order<MoeDense>},
+      {"moe_loop_capacity_order", capacity_order<MoeLoop>},
+      {"moe_grouped_capacity_order", capacity_order<MoeGrouped>},
+      {"moe_sparse_capacity_order", capacity_order<MoeSparse>},
   };
 }
 

@@ -20,6 +20,7 @@ struct MoeConfig {
   double balance_loss_coef;
   double z_loss_coef;
   std::optional<double> capacity_factor;  // absent: no token dropped
+  bool choice_order;                      // capacity claimed by all first choices, then all second, ... (GShard)
   int64_t shared_experts;                 // always on, added without a gate
   double router_jitter;                   // training only: router input times U(1 - eps, 1 + eps)
 
@@ -44,6 +45,9 @@ struct MoeConfig {
     if (m.capacity_factor && !(*m.capacity_factor > 0.0))
       throw config_error("capacity_factor", "must be > 0 (leave it out for no capacity limit), got " +
                                                 std::to_string(*m.capacity_factor));
+    m.choice_order = c.get_choice("capacity_order", "token", {"token", "choice"}) == "choice";
+    if (c.json().contains("capacity_order") && !m.capacity_factor)
+      throw config_error("capacity_order", "only orders the capacity limit; set capacity_factor as well");
     m.shared_experts = c.get_int("shared_experts", 0, 0);
     m.router_jitter = non_negative(c, "router_jitter", 0.0);
     if (m.router_jitter >= 1.0)

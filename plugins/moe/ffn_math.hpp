@@ -47,8 +47,9 @@ inline torch::Tensor apply(const torch::Tensor& x, const std::string& activation
   return apply_with(linear, x, activation, w_in, b_in, w_gate, b_gate, w_out, b_out);
 }
 
-// E FFNs without biases at once: weights stacked (E, hidden, d) and (E, d, hidden),
-// x (N, d); returns (E, N, d), every FFN applied to every row.
+// E FFNs without biases at once: weights stacked (E, hidden, d) and (E, d, hidden).
+// x (N, d): returns (E, N, d), every FFN applied to every row; x (E, M, d): FFN e
+// applied to the rows x[e] (one batched matmul per projection).
 inline torch::Tensor apply_stacked(const torch::Tensor& x, const std::string& activation, const torch::Tensor& w_in,
                                    const torch::Tensor& w_gate, const torch::Tensor& w_out) {
   auto batched = [](const torch::Tensor& v, const torch::Tensor& w, const torch::Tensor&) {

@@ -22,12 +22,17 @@ inline int64_t expert_capacity(double capacity_factor, int64_t tokens, const Moe
                                                    static_cast<double>(cfg.experts)));
 }
 
-// First come, first served in token order: a slot is kept while fewer than C
-// earlier assignments went to its expert.
-inline torch::Tensor within_capacity(const torch::Tensor& experts, int64_t capacity, int64_t n_experts) {
-  auto one_hot = torch::one_hot(experts.flatten(), n_experts);
+// First come, first served: a slot is kept while fewer than C earlier assignments
+// went to its expert. "Earlier" is token order (token 0's slots, then token 1's, ...)
+// or, with choice_order, GShard's order: every token's first choice, then every
+// token's second choice, ...
+inline torch::Tensor within_capacity(const torch::Tensor& experts, int64_t capacity, int64_t n_experts,
+                                     bool choice_order) {
+  auto queue = choice_order ? experts.t() : experts;  // rows in the order they claim capacity
+  auto one_hot = torch::one_hot(queue.flatten(), n_experts);
   auto position = (one_hot.cumsum(0) * one_hot).sum(-1) - 1;  // 0-based place in the expert's queue
-  return (position < capacity).view(experts.sizes());
+  auto kept = (position < capacity).view(queue.sizes());
+  return choice_order ? kept.t().contiguous() : kept;
 }
 
 // x: (N, d).
@@ -49,7 +54,8 @@ inline Routing route(const torch::Tensor& x, const torch::Tensor& router_weight,
   r.experts = top_experts;
   r.weights = cfg.renormalize ? top_scores / top_scores.sum(-1, true) : top_scores;
   if (cfg.capacity_factor) {
-    r.kept = within_capacity(r.experts, expert_capacity(*cfg.capacity_factor, x.size(0), cfg), cfg.experts);
+    r.kept = within_capacity(r.experts, expert_capacity(*cfg.capacity_factor, x.size(0), cfg), cfg.experts,
+                             cfg.choice_order);
     r.weights = r.weights * r.kept;
   } else {
     r.kept = torch::ones_like(r.experts, torch::kBool);

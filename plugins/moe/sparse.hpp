@@ -1,58 +1,107 @@
-// `moe` / `sparse`: the (token, slot) assignments are sorted by expert, each
-// expert runs once on the tokens it received, the results go back to their
-// slots. Work grows with top_k, not with the number of experts.
+// The sparse `moe` implementations: the sorted dispatch (dispatch.hpp) with three
+// ways to run the experts on the block of S rows grouped by expert.
+//   loop:    one FFN per expert on its rows (E small matmul chains, E autograd nodes each)
+//   grouped: LibTorch's grouped matrix multiply with group offsets (at::_grouped_mm)
+//   sparse:  the groups padded to the largest and run as one batched matmul (bmm)
 #pragma once
 
-#include "layer.hpp"
+#include "dispatch.hpp"
+
+#include <algorithm>
 
 namespace mixlab::moe {
 
-class MoeSparse : public MoeLayer {
- public:
-  // A token's output is exact up to rounding only: the matmul that computes it
-  // also holds the other tokens routed to the same expert, and BLAS kernels
-  // differ with the row count. Declared as the FFN locality bound.
+namespace detail {
+// A token's output is exact up to rounding only: the matmul that computes it also
+// holds the other tokens routed to the same expert, and BLAS kernels differ with
+// the row count. Declared as the FFN locality bound.
+inline ImplInfo sparse_info(const char* impl, const char* version, const char* description) {
+  ImplInfo i{MIXLAB_FAMILY_FFN, "moe", impl, version, description};
+  i.causality_bound = 1e-12;
+  return i;
+}
+}  // namespace detail
+
+struct ExpertLoop {
   static ImplInfo info() {
-    ImplInfo i{MIXLAB_FAMILY_FFN, "moe", "sparse", "1.0.0",
-               "mixture of experts: tokens gathered per expert, only the selected experts computed"};
-    i.causality_bound = 1e-12;
-    i.caps |= MIXLAB_CAP_PREFERRED;  // what an experiment gets without impl = "...": work grows with top_k only
-    return i;
+    return detail::sparse_info("loop", "1.0.0",
+                               "mixture of experts: tokens gathered per expert, one FFN call per expert");
   }
-  using MoeLayer::MoeLayer;
-
-  torch::Tensor routed_experts(const torch::Tensor& tokens, const Routing& r, const ExpertStack& e) const override {
-    const int64_t n_tokens = tokens.size(0), k = cfg_.top_k, n_experts = cfg_.experts;
-    // Slot s = token · k + j. Dropped slots get expert id E and sort last.
-    auto slot_expert = r.experts.flatten().masked_fill(r.kept.flatten().logical_not(), n_experts);
-    auto order = std::get<1>(torch::sort(slot_expert, /*stable=*/true, /*dim=*/0, /*descending=*/false));
-    auto counts = torch::bincount(slot_expert, {}, n_experts + 1).to(torch::kCPU);
-    auto count = counts.accessor<int64_t, 1>();
-    auto kept_slots = order.slice(0, 0, n_tokens * k - count[n_experts]);
-
-    // Gather one row per slot from a per-slot copy of the tokens rather than by
-    // token index: the backward then scatters to distinct rows and sums over k,
-    // with no atomic adds on CUDA (bitwise deterministic).
-    auto slot_inputs = tokens.unsqueeze(1).expand({n_tokens, k, cfg_.d_model}).reshape({n_tokens * k, cfg_.d_model});
-    auto gathered = slot_inputs.index_select(0, kept_slots);
-
+  static torch::Tensor run(const torch::Tensor& block, const std::vector<int64_t>& counts, const ExpertStack& e,
+                           const MoeConfig& cfg) {
     // unbind: one backward node for the whole stack (select would build E full-size zero gradients).
     auto w_in = e.w_in.unbind(0), w_out = e.w_out.unbind(0);
-    auto w_gate = e.w_gate.defined() ? e.w_gate.unbind(0) : std::vector<torch::Tensor>(n_experts);
+    auto w_gate = e.w_gate.defined() ? e.w_gate.unbind(0) : std::vector<torch::Tensor>(counts.size());
     std::vector<torch::Tensor> outputs;
     int64_t start = 0;
     torch::Tensor none;
-    for (int64_t i = 0; i < n_experts; ++i) {
-      if (count[i] == 0) continue;
-      outputs.push_back(ffn::apply(gathered.narrow(0, start, count[i]), cfg_.activation, w_in[i], none, w_gate[i],
-                                   none, w_out[i], none));
-      start += count[i];
+    for (size_t i = 0; i < counts.size(); ++i) {
+      if (counts[i] == 0) continue;
+      outputs.push_back(ffn::apply(block.narrow(0, start, counts[i]), cfg.activation, w_in[i], none, w_gate[i], none,
+                                   w_out[i], none));
+      start += counts[i];
     }
-    auto slot_outputs = torch::zeros({n_tokens * k, cfg_.d_model}, tokens.options());
-    if (!outputs.empty()) slot_outputs = slot_outputs.index_copy(0, kept_slots, torch::cat(outputs));
-    auto weights = r.weights.to(tokens.scalar_type()).unsqueeze(-1);
-    return (slot_outputs.view({n_tokens, k, cfg_.d_model}) * weights).sum(1);
+    return torch::cat(outputs);
   }
 };
+
+// at::_grouped_mm(x (S, d), w (E, d, h), offs): rows offs[i-1]..offs[i] times w[i].
+// On CUDA it is one grouped kernel; on CPU LibTorch 2.15 runs it as a loop of mm
+// calls, but with one autograd node. It takes float32, bfloat16 and float16 rows
+// whose byte strides are multiples of 16; anything else (float64, the checks'
+// dtype; widths such as 44 in bfloat16) runs the loop instead.
+struct GroupedGemm {
+  static ImplInfo info() {
+    return detail::sparse_info("grouped", "1.0.0",
+                               "mixture of experts: tokens sorted by expert, each projection one grouped matmul "
+                               "(at::_grouped_mm; float64 through the per-expert loop)");
+  }
+  static torch::Tensor run(const torch::Tensor& block, const std::vector<int64_t>& counts, const ExpertStack& e,
+                           const MoeConfig& cfg) {
+    const int64_t bytes = block.element_size();
+    if (block.scalar_type() == torch::kFloat64 || cfg.d_model * bytes % 16 != 0 || cfg.expert_hidden * bytes % 16 != 0)
+      return ExpertLoop::run(block, counts, e, cfg);
+    std::vector<int32_t> ends;
+    int64_t end = 0;
+    for (int64_t c : counts) ends.push_back(static_cast<int32_t>(end += c));
+    auto offs = torch::tensor(ends, torch::kInt32).to(block.device());
+    auto grouped = [&offs](const torch::Tensor& v, const torch::Tensor& w, const torch::Tensor&) {
+      return at::_grouped_mm(v, w.transpose(-1, -2), offs);
+    };
+    torch::Tensor none;
+    return ffn::apply_with(grouped, block, cfg.activation, e.w_in, none, e.w_gate, none, e.w_out, none);
+  }
+};
+
+// Each expert's rows copied into a zero-padded (E, M, d) batch, M the largest
+// count, run as one bmm per projection, and the real rows read back. Padding rows
+// are zero, give zero, and are never read: wasted work is E·M - S rows, bounded by
+// the capacity when one is set.
+struct PaddedBatch {
+  static ImplInfo info() {
+    auto i = detail::sparse_info("sparse", "1.1.0",
+                                 "mixture of experts: tokens sorted by expert, groups padded to the largest, one "
+                                 "batched matmul per projection");
+    i.caps |= MIXLAB_CAP_PREFERRED;  // what an experiment gets without impl = "...": the fastest measured (bench_moe)
+    return i;
+  }
+  static torch::Tensor run(const torch::Tensor& block, const std::vector<int64_t>& counts, const ExpertStack& e,
+                           const MoeConfig& cfg) {
+    const int64_t n_experts = static_cast<int64_t>(counts.size()), d_model = block.size(1);
+    const int64_t m = *std::max_element(counts.begin(), counts.end());
+    std::vector<int64_t> rows;  // block row -> padded row (expert · M + place in its group)
+    rows.reserve(static_cast<size_t>(block.size(0)));
+    for (int64_t i = 0; i < n_experts; ++i)
+      for (int64_t j = 0; j < counts[static_cast<size_t>(i)]; ++j) rows.push_back(i * m + j);
+    auto index = torch::tensor(rows, torch::kInt64).to(block.device());
+    auto padded = torch::zeros({n_experts * m, d_model}, block.options()).index_copy(0, index, block);
+    auto out = ffn::apply_stacked(padded.view({n_experts, m, d_model}), cfg.activation, e.w_in, e.w_gate, e.w_out);
+    return out.view({n_experts * m, d_model}).index_select(0, index);
+  }
+};
+
+using MoeLoop = MoeSorted<ExpertLoop>;
+using MoeGrouped = MoeSorted<GroupedGemm>;
+using MoeSparse = MoeSorted<PaddedBatch>;
 
 }  // namespace mixlab::moe

@@ -117,3 +117,25 @@ TEST_CASE("experiment: a plugin's config error points at the key's line") {
   INFO(problems[0].str());
   CHECK(problems[0].str().find(".toml:7:43: model.templates.a.mixer.scale: must be > 0") != std::string::npos);
 }
+
+TEST_CASE("experiment: moe capacity_order is one of token | choice and needs capacity_factor") {
+  mixlab::Registry registry;
+  registry.add_folder(MIXLAB_TEST_PLUGIN_DIR);
+  registry.add_folder(MIXLAB_PLUGIN_DIR);
+  auto problems_with = [&](const std::string& ffn) {
+    std::string text(kValid);
+    text.replace(text.find("ffn = { plugin = \"mlp\" }"), 24, ffn);
+    std::string all;
+    for (const auto& p : check_plugins(load_experiment(write_experiment("moe", text)), registry)) all += p.str() + "\n";
+    return all;
+  };
+  CHECK(problems_with(R"(ffn = { plugin = "moe", capacity_factor = 1.0, capacity_order = "choice" })") == "");
+  auto bad_value = problems_with(R"(ffn = { plugin = "moe", capacity_factor = 1.0, capacity_order = "gshard" })");
+  INFO(bad_value);
+  CHECK(bad_value.find(".toml:8:65: model.templates.a.ffn.capacity_order: must be one of {token, choice}, got \"gshard\"") !=
+        std::string::npos);
+  auto no_capacity = problems_with(R"(ffn = { plugin = "moe", capacity_order = "choice" })");
+  INFO(no_capacity);
+  CHECK(no_capacity.find(".toml:8:42: model.templates.a.ffn.capacity_order: only orders the capacity limit") !=
+        std::string::npos);
+}
