@@ -88,7 +88,7 @@ void backward_rows(const T* s, const T* dy, const T* ds, const Acc* w, const Acc
 struct AddNormFunction : public torch::autograd::Function<AddNormFunction> {
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& branch,
                                const torch::Tensor& weight, const torch::Tensor& bias, double eps) {
-    const bool centred = bias.defined();
+    const bool centred = bias.numel() > 0;
     const auto dtype = at::result_type(h, branch);
     const int64_t d = h.size(-1), n = h.numel() / std::max<int64_t>(1, d);
     TORCH_CHECK(branch.sizes() == h.sizes(), "add_norm: branch ", branch.sizes(), " differs from h ", h.sizes());
@@ -158,7 +158,9 @@ AddNorm add_norm_reference(const torch::Tensor& h, const torch::Tensor& branch, 
 
 AddNorm add_norm_fused(const torch::Tensor& h, const torch::Tensor& branch, const torch::Tensor& weight,
                        const torch::Tensor& bias, double eps) {
-  auto out = AddNormFunction::apply(h, branch, weight, bias, eps);
+  // RMSNorm has no bias; an autograd Function's inputs must all be defined tensors, so an
+  // empty one stands in for it.
+  auto out = AddNormFunction::apply(h, branch, weight, bias.defined() ? bias : torch::empty({0}, weight.options()), eps);
   return {out[0], out[1]};
 }
 
