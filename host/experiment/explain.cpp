@@ -5,7 +5,9 @@
 #include "experiment/memory_estimate.hpp"
 #include "model/model.hpp"
 
+#include <algorithm>
 #include <iomanip>
+#include <map>
 #include <iostream>
 #include <sstream>
 
@@ -40,6 +42,42 @@ int64_t planned_vocab_size(const ExperimentConfig& c) {
   return 256;
 }
 
+namespace {
+
+// A mixer that names its same-shape standard attention (ABI 1.2) gets its cache
+// per token compared with it: multi-head attention keeps `attention_heads` kv
+// heads, GQA with g kv heads g of them. null when not reported.
+nlohmann::json kv_cache_comparison(const mixlab_cost& c, int64_t T) {
+  if (c.attention_heads <= 0 || !(c.kv_head_bytes_per_token > 0) || !c.state_grows) return nullptr;
+  const double per_token = c.state_bytes / static_cast<double>(T);
+  return {{"bytes_per_token", per_token},
+          {"mha_bytes_per_token", c.attention_heads * c.kv_head_bytes_per_token},
+          {"mha_heads", c.attention_heads},
+          {"gqa_kv_heads_same_bytes", per_token / c.kv_head_bytes_per_token}};
+}
+
+// One line per mixer that reports a KV-cache comparison, in order of first appearance.
+void print_kv_cache_comparisons(const nlohmann::json& rows) {
+  std::vector<std::string> mixers;
+  std::map<std::string, int> layers;
+  for (const auto& row : rows)
+    if (row.contains("kv_cache") && layers[row["mixer"].get<std::string>()]++ == 0) mixers.push_back(row["mixer"].get<std::string>());
+  for (const auto& m : mixers) {
+    const auto& kv = (*std::find_if(rows.begin(), rows.end(), [&](const nlohmann::json& r) { return r["mixer"] == m; }))["kv_cache"];
+    const double per_token = kv["bytes_per_token"], mha = kv["mha_bytes_per_token"];
+    std::ostringstream line;
+    line << std::fixed << std::setprecision(1) << "\nKV cache per token and layer (bf16), " << m << " (" << layers[m]
+         << " layers): " << human_bytes(per_token) << ", against " << human_bytes(mha)
+         << " for multi-head attention of the same shape (" << kv["mha_heads"].get<int>() << " kv heads; "
+         << mha / per_token << "x less): as much as GQA with " << std::setprecision(2)
+         << kv["gqa_kv_heads_same_bytes"].get<double>() << " kv heads";
+    std::cout << line.str();
+  }
+  if (!mixers.empty()) std::cout << "\n";
+}
+
+}  // namespace
+
 nlohmann::json explain_report(const ExperimentConfig& config, const Registry& registry) {
   auto layers = create_layers(config, registry);
   const int64_t d = config.model.d_model, vocab = planned_vocab_size(config), T = config.model.max_seq_len;
@@ -64,6 +102,7 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
     rows.push_back({{"index", i}, {"mixer", mixer ? mixer->ref().label() : "none"}, {"ffn", ffn ? ffn->ref().label() : "none"},
                     {"params", params}, {"active_params", mc.active_params + fc.active_params + norms},
                     {"decode_state_bytes", sc.state_bytes}, {"state_grows", static_cast<bool>(sc.state_grows)}});
+    if (auto kv = kv_cache_comparison(sc, T); !kv.is_null()) rows.back()["kv_cache"] = kv;
   }
   double embed = static_cast<double>(vocab * d) + (config.model.positional == "learned" ? static_cast<double>(T * d) : 0.0);
   double head = config.model.tie_embeddings ? 0.0 : static_cast<double>(vocab * d);
@@ -99,6 +138,7 @@ void print_explain(const ExperimentConfig& config, const nlohmann::json& r) {
               << std::setw(10) << human_count(row["active_params"]) << human_bytes(row["decode_state_bytes"])
               << (row["state_grows"].get<bool>() ? " (grows with context)" : "") << "\n";
   }
+  print_kv_cache_comparisons(r["layers"]);
   std::cout << "\nparameters: " << human_count(r["params_total"]) << " total, " << human_count(r["params_active"])
             << " active per token, " << human_count(r["params_embedding"]) << " in embeddings/head\n"
             << "training FLOPs per token: " << human_count(r["train_flops_per_token"]) << "\n"

@@ -66,6 +66,9 @@ class Attention : public Module {
     const double cached = cfg_.window ? std::min<double>(T, *cfg_.window) : T;
     c.state_bytes = 2.0 * cfg_.n_kv_heads * cfg_.head_dim * cached * dtype_bytes;
     c.state_grows = !cfg_.window;
+    // explain compares the cache with multi-head attention of the same heads.
+    c.kv_head_bytes_per_token = 2.0 * cfg_.head_dim * dtype_bytes;
+    c.attention_heads = static_cast<int32_t>(cfg_.n_heads);
     return c;
   }
 

@@ -52,7 +52,9 @@ class Mla : public Module {
   // Per token at seq_len: every projection once (the absorbed form applies
   // W_UK and W_UV to queries and outputs instead of keys and values: the same
   // count), plus the core's FLOPs per head and visible key, averaged over
-  // positions. The decode state is the latent cache.
+  // positions. The decode state is the latent cache; explain compares it with
+  // multi-head attention of the same heads, whose kv head keeps a (d_n + d_r)
+  // key and a d_v value per token.
   Cost cost(int64_t seq_len, int32_t dtype_bytes) const override {
     const double T = static_cast<double>(seq_len);
     double projections = 0;
@@ -62,6 +64,8 @@ class Mla : public Module {
     c.forward_flops = 2 * projections + Core::flops_per_key_and_head(cfg_) * cfg_.n_heads * (T + 1) / 2;
     c.state_bytes = static_cast<double>(cfg_.latent_dim + cfg_.rope_head_dim) * T * dtype_bytes;
     c.state_grows = true;
+    c.kv_head_bytes_per_token = static_cast<double>(cfg_.qk_head_dim() + cfg_.v_head_dim) * dtype_bytes;
+    c.attention_heads = static_cast<int32_t>(cfg_.n_heads);
     return c;
   }
 

@@ -134,5 +134,5 @@ TEST_CASE("conformance: SIGTERM writes the verdicts so far to JUnit and exits 3"
 TEST_CASE("conformance: a refused plugin file is an error, not a crash") {
   auto r = conformance("wrong_abi");
   CHECK(r.exit_code == 2);
-  CHECK(has(r, "plugin ABI 2.0, host ABI 1.1"));
+  CHECK(has(r, "plugin ABI 2.0, host ABI 1.2"));
 }

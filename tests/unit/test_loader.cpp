@@ -46,7 +46,7 @@ TEST_CASE("loader: a good plugin loads and describes itself") {
 TEST_CASE("loader: wrong ABI major is refused naming both versions and the file") {
   auto msg = load_error(test::test_plugin("wrong_abi"));
   CHECK(msg.find("libtest_wrong_abi.so") != std::string::npos);
-  CHECK(msg.find("plugin ABI 2.0, host ABI 1.1") != std::string::npos);
+  CHECK(msg.find("plugin ABI 2.0, host ABI 1.2") != std::string::npos);
 }
 
 TEST_CASE("loader: a library without the entry symbol is refused") {
@@ -231,7 +231,7 @@ TEST_CASE("registry: an experiment naming a plugin that was found but refused ge
     return std::string();
   };
   CHECK(message("wrong_abi").find("plugin \"wrong_abi\" was found but refused: ") != std::string::npos);
-  CHECK(message("wrong_abi").find("plugin ABI 2.0, host ABI 1.1") != std::string::npos);
+  CHECK(message("wrong_abi").find("plugin ABI 2.0, host ABI 1.2") != std::string::npos);
   CHECK(message("noncausal").find("was found but refused: ") != std::string::npos);
   CHECK(message("noncausal").find("truncated") != std::string::npos);
   // A name no file resembles: the available plugins and every refused file with its reason.
@@ -249,7 +249,7 @@ TEST_CASE("registry: an experiment naming a plugin that was found but refused ge
     CHECK(r2.exit_code < 128);
     CHECK(r2.output.find("model.templates.block.mixer.plugin") != std::string::npos);
     CHECK(r2.output.find("was found but refused") != std::string::npos);
-    CHECK(r2.output.find("plugin ABI 2.0, host ABI 1.1") != std::string::npos);
+    CHECK(r2.output.find("plugin ABI 2.0, host ABI 1.2") != std::string::npos);
   }
   std::filesystem::remove_all(dir);
 }

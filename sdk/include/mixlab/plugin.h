@@ -57,7 +57,7 @@ extern "C" {
 /* ------------------------------------------------------------------ version */
 
 #define MIXLAB_ABI_MAJOR 1
-#define MIXLAB_ABI_MINOR 1
+#define MIXLAB_ABI_MINOR 2
 #define MIXLAB_ENTRY_SYMBOL "mixlab_plugin_entry"
 #define MIXLAB_MAX_DIMS 8
 #define MIXLAB_MESSAGE_SIZE 1024
@@ -201,6 +201,14 @@ typedef struct mixlab_cost {
   double   forward_flops;       /* forward FLOPs per token at seq_len, multiply-add = 2 */
   double   state_bytes;         /* decode state bytes for one sequence of seq_len tokens */
   int32_t  state_grows;         /* 1 if the decode state grows with the context */
+  /* ABI 1.2, optional (0: not reported): an attention-like mixer names the standard
+   * attention of the same head shape, so `host explain` can compare its cache: the
+   * bytes one key/value head of it keeps per token (K and V together), and its number
+   * of query heads (multi-head attention keeps that many kv heads). A plugin writes
+   * these only when MIXLAB_HAS_FIELD(out, mixlab_cost, attention_heads): an older host
+   * passes a smaller struct. */
+  double   kv_head_bytes_per_token;
+  int32_t  attention_heads;
 } mixlab_cost;
 
 /* Result of one of a library's own checks. */

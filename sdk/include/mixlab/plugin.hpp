@@ -280,6 +280,10 @@ struct Cost {
   double forward_flops = -1;  // < 0: 2 * active_params
   double state_bytes = 0;
   bool state_grows = false;
+  // ABI 1.2, attention-like mixers: the same-shape standard attention explain
+  // compares the cache with (0: none). See mixlab_cost.
+  double kv_head_bytes_per_token = 0;
+  int32_t attention_heads = 0;
 };
 
 // A decode state; derive and keep what step() needs.
@@ -675,6 +679,10 @@ inline mixlab_status* cost(const mixlab_instance* inst, int64_t seq_len, int32_t
     out->forward_flops = c.forward_flops < 0 ? 2.0 * out->active_params : c.forward_flops;
     out->state_bytes = c.state_bytes;
     out->state_grows = c.state_grows ? 1 : 0;
+    if (MIXLAB_HAS_FIELD(out, mixlab_cost, attention_heads)) {  // a host of ABI >= 1.2
+      out->kv_head_bytes_per_token = c.kv_head_bytes_per_token;
+      out->attention_heads = c.attention_heads;
+    }
   });
 }
 
