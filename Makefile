@@ -11,8 +11,11 @@ ARGS    ?=
 deps:
 	@bash scripts/deps.sh
 
+# A unity build (CMake compiles batches of 8 sources as one file) halves a cold build: each
+# LibTorch template is instantiated and optimised once per batch instead of once per file.
+# Configure without it (plain `cmake -B build`) for quick rebuilds of one edited file.
 $(BUILD)/build.ninja:
-	cmake -G Ninja -B $(BUILD) -DCMAKE_BUILD_TYPE=Release .
+	cmake -G Ninja -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD=ON .
 
 configure: deps $(BUILD)/build.ninja
 
