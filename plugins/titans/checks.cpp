@@ -1,0 +1,278 @@
+// Family checks for Titans: `naive` against an independent float64 rebuild of
+// the paper's recurrence whose inner gradient comes from autograd (outputs and
+// gradients), `chunked` against `naive` on the same weights, decode against the
+// full forward, what the decode state holds, and update_at_inference = false.
+#include "checks.hpp"
+
+#include "chunked.hpp"
+#include "module.hpp"
+#include "naive.hpp"
+
+#include <mixlab/testing.hpp>
+
+namespace mixlab::titans {
+namespace {
+
+using torch::Tensor;
+namespace mt = mixlab::testing;
+
+constexpr int64_t kDModel = 32;
+constexpr int64_t kBatch = 2;
+// Two-layer memory, persistent tokens, chunks that cut the sequence unevenly.
+const std::string kDeep = R"({"n_heads": 4, "memory_depth": 2, "chunk_size": 4, "persistent_tokens": 3, "inner_lr": 0.3})";
+// Linear memory with chunk_size 1: online gradient descent with momentum.
+const std::string kOnline = R"({"n_heads": 2, "memory_depth": 1, "chunk_size": 1, "inner_lr": 0.8})";
+// The memory frozen outside training (after learning the persistent tokens).
+const std::string kFrozen =
+    R"({"n_heads": 2, "memory_depth": 2, "memory_expansion": 3, "chunk_size": 5, "persistent_tokens": 2, "update_at_inference": false})";
+const std::vector<std::pair<std::string, std::string>> kConfigs{
+    {"depth 2, chunk 4, 3 persistent", kDeep}, {"depth 1, chunk 1", kOnline}, {"frozen at inference", kFrozen}};
+
+Tensor normal(std::vector<int64_t> shape, torch::ScalarType dtype, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return torch::empty(shape, torch::kFloat64).normal_(0.0, 1.0, gen).to(dtype);
+}
+
+template <class Core>
+Titans<Core> make(const std::string& config) {
+  return Titans<Core>(mt::args(kDModel, 256, config));
+}
+
+// ---- The independent rebuild: the recurrence of common.hpp written out per
+// head and per token in float64, the inner gradient ∇l taken by autograd (with
+// create_graph, so the outer gradients flow through it), sharing no code with
+// the plugin.
+
+struct Rebuild {
+  Tensor y;
+  std::vector<std::vector<Tensor>> weights, momentum;  // per head, per layer: (B, out, in) after the last token
+};
+
+Tensor memory_apply(const std::vector<Tensor>& w, const Tensor& z) {  // z (B, in) -> (B, out)
+  auto h = torch::bmm(w[0], z.unsqueeze(-1)).squeeze(-1);
+  if (w.size() == 1) return h;
+  return torch::bmm(w[1], (h * torch::sigmoid(h)).unsqueeze(-1)).squeeze(-1);
+}
+
+// update: whether the data tokens update the memory (the persistent ones always do).
+Rebuild rebuild(const TitansConfig& c, const Tensor& x, const Params& p, bool update) {
+  const int64_t B = x.size(0), T = x.size(1), Np = c.persistent_tokens, H = c.n_heads, dh = c.head_dim;
+  auto xe = Np > 0 ? torch::cat({p["persistent"].unsqueeze(0).expand({B, Np, c.d_model}), x}, 1) : x;
+  auto unit = [](const Tensor& v) { return v / (v.pow(2).sum(-1, true) + 1e-6).sqrt(); };
+  Rebuild r;
+  std::vector<Tensor> heads;
+  for (int64_t h = 0; h < H; ++h) {
+    auto rows = [&](const char* w) { return torch::matmul(xe, p[w].narrow(0, h * dh, dh).t()); };  // (B, Np + T, d_h)
+    auto q = unit(rows("wq")), k = unit(rows("wk")), v = unit(rows("wv"));
+    auto gate = [&](int64_t which) {
+      return torch::sigmoid(torch::matmul(xe, p["w_gates"][which * H + h]) + p["b_gates"][which * H + h]);
+    };
+    auto alpha = gate(0), eta = gate(1), theta = c.inner_lr * gate(2);  // (B, Np + T)
+    std::vector<Tensor> W, S, anchor;
+    for (const auto& name : c.memory_names()) {
+      W.push_back(p[name][h].unsqueeze(0).expand({B, -1, -1}));
+      S.push_back(torch::zeros_like(W.back()));
+    }
+    std::vector<Tensor> outs;
+    for (int64_t t = 0; t < Np + T; ++t) {
+      if (t < Np || update) {
+        if (t % c.chunk_size == 0) anchor = W;
+        std::vector<Tensor> at;
+        for (const auto& w : anchor) at.push_back(w.requires_grad() ? w : w.detach().requires_grad_(true));
+        auto loss = (memory_apply(at, k.select(1, t)) - v.select(1, t)).pow(2).sum();
+        auto u = torch::autograd::grad({loss}, at, {}, /*retain_graph=*/true, /*create_graph=*/true);
+        for (size_t l = 0; l < W.size(); ++l) {
+          auto per_row = [&](const Tensor& s) { return s.select(1, t).view({B, 1, 1}); };
+          S[l] = per_row(eta) * S[l] - per_row(theta) * u[l];
+          W[l] = (1 - per_row(alpha)) * W[l] + S[l];
+        }
+      }
+      if (t >= Np) outs.push_back(memory_apply(W, q.select(1, t)));
+    }
+    r.weights.push_back(W);
+    r.momentum.push_back(S);
+    auto o = torch::stack(outs, 1);  // (B, T, d_h)
+    heads.push_back(o / (o.pow(2).mean(-1, true) + c.norm_eps).sqrt());
+  }
+  auto gated = torch::cat(heads, -1) * p["out_norm"] * torch::sigmoid(torch::matmul(x, p["w_gate"].t()));
+  r.y = torch::matmul(gated, p["wo"].t());
+  return r;
+}
+
+// ---- Runs: y and the gradients of <y, g> for a fixed random g, x first, then the parameters.
+
+struct Run {
+  Tensor y;
+  std::vector<Tensor> grads;
+};
+
+template <class Fn>
+Run run_with(const Module& m, Fn&& forward, torch::ScalarType dtype, int64_t T, uint64_t seed) {
+  auto params = mt::with_grad(mt::make_params(m, dtype, seed));
+  auto x = normal({kBatch, T, kDModel}, dtype, seed + 1).requires_grad_(true);
+  Tensor y = forward(x, params);
+  (y * normal(y.sizes().vec(), dtype, seed + 2)).sum().backward();
+  Run r{y.detach(), {x.grad()}};
+  for (const auto& t : params.tensors()) r.grads.push_back(t.grad());
+  return r;
+}
+
+template <class Core>
+Run run(const std::string& config, torch::ScalarType dtype, int64_t T, uint64_t seed, bool training) {
+  auto m = make<Core>(config);
+  return run_with(m, [&](const Tensor& x, const Params& p) { return m.forward(x, p, {training, 0}).y; }, dtype, T, seed);
+}
+
+Run run_rebuild(const std::string& config, int64_t T, uint64_t seed, bool training) {
+  auto m = make<Naive>(config);
+  const bool update = training || m.config().update_at_inference;
+  return run_with(m, [&](const Tensor& x, const Params& p) { return rebuild(m.config(), x, p, update).y; },
+                  torch::kFloat64, T, seed);
+}
+
+std::vector<CheckResult> compare(const std::string& what, const Run& got, const Run& want, double out_tol,
+                                 double grad_tol) {
+  double grad_err = 0;
+  for (size_t i = 0; i < got.grads.size(); ++i)
+    grad_err = std::max(grad_err, mt::nan_as_inf(mt::scaled_max_error(got.grads[i], want.grads[i])));
+  return {mt::expect_close(what + " y", mt::scaled_max_error(got.y, want.y), out_tol),
+          mt::expect_close(what + " gradients (x and every parameter)", grad_err, grad_tol)};
+}
+
+void append(std::vector<CheckResult>& to, std::vector<CheckResult> more) {
+  to.insert(to.end(), more.begin(), more.end());
+}
+
+// naive == rebuild: float64 tight, float32 against the float64 rebuild.
+CheckResult naive_equals_rebuild(uint64_t seed) {
+  std::vector<CheckResult> results;
+  for (const auto& [name, config] : kConfigs)
+    for (bool training : {true, false}) {
+      const std::string what = name + (training ? " (training)" : " (evaluation)");
+      auto want = run_rebuild(config, 13, seed, training);
+      append(results, compare(what + " naive float64 vs rebuild, T=13",
+                              run<Naive>(config, torch::kFloat64, 13, seed, training), want, 1e-10, 1e-10));
+      append(results, compare(what + " naive float32 vs rebuild float64, T=13",
+                              run<Naive>(config, torch::kFloat32, 13, seed, training), want, 1e-4, 1e-3));
+    }
+  return mt::all_of(results);
+}
+
+// chunked == naive on the same weights and inputs, at chunk sizes that divide
+// T, do not, and exceed it.
+CheckResult chunked_equals_naive(uint64_t seed) {
+  const int64_t T = 40;
+  std::vector<CheckResult> results;
+  auto configs = kConfigs;
+  configs.push_back({"depth 2, chunk 16", R"({"n_heads": 2, "chunk_size": 16, "persistent_tokens": 1})"});
+  configs.push_back({"depth 1, chunk 64", R"({"n_heads": 4, "memory_depth": 1, "chunk_size": 64})"});
+  for (const auto& [name, config] : configs) {
+    auto want = run<Naive>(config, torch::kFloat64, T, seed, true);
+    append(results, compare(name + " chunked float64 vs naive, T=40", run<Chunked>(config, torch::kFloat64, T, seed, true),
+                            want, 1e-10, 1e-10));
+    append(results, compare(name + " chunked float32 vs naive float64, T=40",
+                            run<Chunked>(config, torch::kFloat32, T, seed, true), want, 1e-4, 1e-3));
+  }
+  auto got = run<Chunked>(kDeep, torch::kBFloat16, T, seed, true), want = run<Naive>(kDeep, torch::kBFloat16, T, seed, true);
+  results.push_back(mt::expect_close("bfloat16 y relative RMS, chunked vs naive in bfloat16",
+                                     mt::relative_rms(got.y, want.y), 1e-2));
+  return mt::all_of(results);
+}
+
+// Token by token and in uneven chunks, `Core`'s decode equals the naive
+// forward outside training (which, with update_at_inference, learns as in training).
+template <class Core>
+CheckResult decode_equals_forward(const std::string& name, uint64_t seed) {
+  const int64_t T = 23;
+  std::vector<CheckResult> results;
+  for (const auto& [config_name, config] : kConfigs) {
+    auto m = make<Core>(config);
+    auto params = mt::make_params(m, torch::kFloat64, seed);
+    auto x = normal({kBatch, T, kDModel}, torch::kFloat64, seed + 1);
+    auto y = make<Naive>(config).forward(x, params, {false, 0}).y;
+    for (const std::vector<int64_t>& chunks : {std::vector<int64_t>(T, 1), std::vector<int64_t>{5, 1, 9, 2, 6}}) {
+      auto state = m.new_state(kBatch, x.options());
+      std::vector<Tensor> outs;
+      int64_t at = 0;
+      for (int64_t n : chunks) {
+        outs.push_back(m.step(*state, x.narrow(1, at, n), params));
+        at += n;
+      }
+      const std::string how = static_cast<int64_t>(chunks.size()) == T ? "token by token" : "chunks 5,1,9,2,6";
+      results.push_back(mt::expect_close(name + " decode " + how + " vs naive forward, " + config_name,
+                                         mt::scaled_max_error(torch::cat(outs, 1), y), 1e-10));
+    }
+  }
+  return mt::all_of(results);
+}
+
+// After decoding T tokens in uneven steps, the state is exactly the rebuild's
+// memory weights M_T and momentum S_T (nothing grows with T), and
+// cost().state_bytes counts weights, momentum and chunk-start weights.
+template <class Core>
+CheckResult state_is_memory(const std::string& name, uint64_t seed) {
+  const int64_t T = 11;
+  std::vector<CheckResult> results;
+  for (const auto& [config_name, config] : kConfigs) {
+    auto m = make<Core>(config);
+    const auto& c = m.config();
+    auto params = mt::make_params(m, torch::kFloat64, seed);
+    auto x = normal({kBatch, T, kDModel}, torch::kFloat64, seed + 1);
+    auto state = m.new_state(kBatch, x.options());
+    m.step(*state, x.narrow(1, 0, 3), params);
+    m.step(*state, x.narrow(1, 3, T - 3), params);
+    const auto& s = dynamic_cast<const MemoryState&>(*state);
+    auto want = rebuild(c, x, params, c.update_at_inference);
+    double err = 0;
+    for (int64_t h = 0; h < c.n_heads; ++h)
+      for (size_t l = 0; l < s.weights.size(); ++l) {
+        err = std::max(err, mt::scaled_max_error(s.weights[l].select(1, h), want.weights[h][l]));
+        err = std::max(err, mt::scaled_max_error(s.momentum[l].select(1, h), want.momentum[h][l]));
+      }
+    const double expected = 3.0 * kBatch * c.n_heads * c.memory_size();
+    results.push_back(mt::expect_close(name + " state M_T, S_T vs rebuild, " + config_name, err, 1e-10));
+    results.push_back(mt::expect_close(name + " state values vs 3 B H |M|, " + config_name,
+                                       std::abs(static_cast<double>(s.values()) - expected), 0.0));
+    results.push_back(mt::expect_close(name + " cost().state_bytes vs 3 H |M| bytes, " + config_name,
+                                       std::abs(m.cost(T, 2).state_bytes - 2.0 * expected / kBatch), 0.0));
+  }
+  return mt::all_of(results);
+}
+
+// update_at_inference = false: evaluation retrieves from the memory the
+// persistent tokens left (the rebuild without data updates, checked in
+// naive_equals_float64_rebuild), which differs from what the same weights give
+// while training; training is unaffected by the key.
+CheckResult frozen_memory_differs_from_learning(uint64_t seed) {
+  auto frozen = make<Chunked>(kFrozen);
+  auto learning = make<Chunked>(R"({"n_heads": 2, "memory_depth": 2, "memory_expansion": 3, "chunk_size": 5, "persistent_tokens": 2})");
+  auto params = mt::make_params(frozen, torch::kFloat64, seed);
+  auto x = normal({kBatch, 30, kDModel}, torch::kFloat64, seed + 1);
+  auto eval_frozen = frozen.forward(x, params, {false, 0}).y;
+  auto train_frozen = frozen.forward(x, params, {true, 0}).y;
+  auto eval_learning = learning.forward(x, params, {false, 0}).y;
+  const double gap = mt::scaled_max_error(eval_frozen, eval_learning);
+  CheckResult differs{gap >= 1e-3, gap, 1e-3,
+                      "frozen vs learning memory in evaluation: scaled max difference " + std::to_string(gap) +
+                          " (must be at least 1e-3)"};
+  return mt::all_of({differs, mt::expect_close("training with update_at_inference = false vs true",
+                                               mt::scaled_max_error(train_frozen, eval_learning), 0.0)});
+}
+
+}  // namespace
+
+std::vector<Check> family_checks() {
+  return {
+      {"naive_equals_float64_rebuild", naive_equals_rebuild},
+      {"chunked_equals_naive", chunked_equals_naive},
+      {"decode_equals_forward",
+       [](uint64_t s) {
+         return mt::all_of({decode_equals_forward<Naive>("naive", s), decode_equals_forward<Chunked>("chunked", s)});
+       }},
+      {"state_is_memory_weights_and_momentum",
+       [](uint64_t s) { return mt::all_of({state_is_memory<Naive>("naive", s), state_is_memory<Chunked>("chunked", s)}); }},
+      {"update_at_inference_false_freezes_memory", frozen_memory_differs_from_learning},
+  };
+}
+
+}  // namespace mixlab::titans
