@@ -3,6 +3,7 @@
 #include "cli/commands.hpp"
 #include "cli/option_checks.hpp"
 #include "experiment/schema.hpp"
+#include "model/generation.hpp"
 #include "model/safetensors.hpp"
 #include "train/trained_run.hpp"
 
@@ -13,89 +14,75 @@
 namespace mixlab::cli {
 namespace {
 
-// More than any model's context: a typo (an extra zero or ten) is refused instead of looping for days.
-constexpr int64_t kMaxGeneratedTokens = 1'000'000;
-
-struct SampleOptions {
-  int64_t tokens = 200;
-  double temperature = 0.8;
-  int64_t top_k = 40;
-  uint64_t seed = 0;
-};
-
-int64_t sample(const torch::Tensor& logits, const SampleOptions& o, at::Generator& gen) {
-  auto l = logits.to(torch::kFloat64);
-  if (o.temperature <= 0) return l.argmax().item<int64_t>();
-  l = l / o.temperature;
-  if (o.top_k > 0 && o.top_k < l.size(0)) {
-    auto kth = std::get<0>(l.topk(o.top_k)).min();
-    l = l.masked_fill(l < kth, -std::numeric_limits<double>::infinity());
+// What `host generate` prints: the continuation, or with --mode each mode's part under a header line.
+void print_generation(const std::string& prompt, const std::vector<GeneratedPart>& parts, const data::Tokenizer& tok,
+                      bool as_json) {
+  if (as_json) {
+    nlohmann::json out{{"prompt", prompt}, {"parts", nlohmann::json::array()}};
+    for (const auto& p : parts)
+      out["parts"].push_back({{"mode", p.mode}, {"text", tok.decode(p.ids)}, {"ids", p.ids},
+                              {"tokens", p.ids.size()}, {"ended_by", p.ended_by},
+                              {"transition_token", p.transition_token}});
+    // Sampled bytes need not be UTF-8: replace what is not (the ids are exact).
+    std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+    return;
   }
-  return torch::multinomial(torch::softmax(l, 0), 1, false, gen).item<int64_t>();
-}
-
-// Continues `prompt`; uses each mixer's decode step when all declare one, else recomputes.
-std::string continue_text(TrainedRun& run, const std::string& prompt, const SampleOptions& o) {
-  torch::NoGradGuard no_grad;
-  const auto& tok = run.data().tokenizer();
-  auto ids = tok.encode(prompt);
-  if (ids.empty()) ids.push_back(0);
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-  const int64_t max_len = run.config.model.max_seq_len;
-  std::vector<int32_t> out;
-  auto as_tensor = [](const std::vector<int32_t>& v) {
-    return torch::tensor(std::vector<int64_t>(v.begin(), v.end()), torch::kInt64).unsqueeze(0);
-  };
-  if (run.model->can_decode() && static_cast<int64_t>(ids.size()) + o.tokens <= max_len) {
-    auto session = run.model->start_decode(1);
-    auto logits = session.step(as_tensor(ids));
-    for (int64_t i = 0; i < o.tokens; ++i) {
-      int64_t next = sample(logits[0][-1], o, gen);
-      out.push_back(static_cast<int32_t>(next));
-      logits = session.step(torch::tensor({next}, torch::kInt64).view({1, 1}));
-    }
-  } else {
-    std::vector<int32_t> context = ids;
-    for (int64_t i = 0; i < o.tokens; ++i) {
-      std::vector<int32_t> window(context.end() - std::min<int64_t>(max_len, static_cast<int64_t>(context.size())), context.end());
-      auto logits = run.model->forward(as_tensor(window), false, 0).logits;
-      int64_t next = sample(logits[0][-1], o, gen);
-      out.push_back(static_cast<int32_t>(next));
-      context.push_back(static_cast<int32_t>(next));
-    }
+  if (parts.size() == 1 && parts[0].mode.empty()) {
+    std::cout << prompt << tok.decode(parts[0].ids) << std::endl;
+    return;
   }
-  return tok.decode(out);
+  std::cout << prompt << "\n";
+  for (const auto& p : parts)
+    std::cout << "=== " << p.mode << ": " << p.ids.size() << " tokens, ended by " << p.ended_by << " ===\n"
+              << tok.decode(p.ids) << "\n";
+  std::cout << std::flush;
 }
 
 }  // namespace
 
 void add_model_commands(CLI::App& app, Action& action) {
-  static std::string run_dir, prompt;
+  static std::string run_dir, prompt, mode;
   static SampleOptions opts;
-  static bool interactive = false;
+  static bool interactive = false, as_json = false;
   auto* gen = app.add_subcommand("generate", "sample text from a trained run");
   gen->add_option("run_dir", run_dir, "run, checkpoint, compile or import folder")->required();
   gen->add_option("--prompt", prompt, "text to continue");
-  gen->add_option("--tokens", opts.tokens, "tokens to generate")->check(CLI::Range(int64_t{0}, kMaxGeneratedTokens));
-  gen->add_option("--temperature", opts.temperature, "sampling temperature (0: greedy)")
+  gen->add_option("--tokens", opts.tokens, "tokens to generate")->check(CLI::Range(int64_t{0}, limits::kGeneratedTokens));
+  static CLI::Option* temperature = nullptr;  // the callback runs after this function returns
+  static CLI::Option* top_k = nullptr;
+  temperature = gen->add_option("--temperature", opts.temperature, "sampling temperature (0: greedy); "
+                                                                          "given, it wins over the modes' own")
       ->check(finite_number())
       ->check(CLI::NonNegativeNumber);
-  gen->add_option("--top-k", opts.top_k, "sample among the k most likely tokens (0: all)")
+  top_k = gen->add_option("--top-k", opts.top_k, "sample among the k most likely tokens (0: all); given, it wins "
+                                                       "over the modes' own")
       ->check(CLI::Range(int64_t{0}, limits::kVocab));
+  gen->add_option("--mode", mode, "start in this execution mode of the experiment ([execution_modes.NAME], e.g. "
+                                  "reason): its budget, sampler and transition; each mode's text is reported apart");
+  gen->add_flag("--json", as_json, "print the prompt and each part (mode, text, ids, ended_by) as JSON");
   gen->add_option("--seed", opts.seed, "sampling seed");
   gen->add_flag("--interactive", interactive, "keep a prompt loop open (empty line or EOF ends it)");
   gen->callback([&] {
     action = [&] {
+      opts.temperature_given = temperature->count() > 0;
+      opts.top_k_given = top_k->count() > 0;
       auto run = load_trained_run(run_dir);
+      const auto& tok = run.data().tokenizer();
+      require_transition_tokens(run.config, tok);
       std::cerr << "model: " << run.weights.string() << (run.model->can_decode() ? " (decode steps)" : " (recomputing)")
+                << (run.model->mtp() ? "; its multi-token prediction modules are training-only, not used here" : "")
                 << "\n";
+      auto continue_text = [&](const std::string& text) {
+        print_generation(text, generate(*run.model, tok, run.config, tok.encode(text), mode, opts), tok, as_json);
+      };
       if (!interactive) {
-        std::cout << prompt << continue_text(run, prompt, opts) << std::endl;
+        continue_text(prompt);
         return 0;
       }
       std::string line;
       while (std::cout << "> " << std::flush, std::getline(std::cin, line) && !line.empty()) {
-        std::cout << line << continue_text(run, line, opts) << "\n" << std::endl;
+        continue_text(line);
+        std::cout << std::endl;
         ++opts.seed;
       }
       return 0;

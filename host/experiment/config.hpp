@@ -70,6 +70,11 @@ struct ExperimentConfig {
     std::map<std::string, LayerTemplate> templates;
     std::vector<ScheduleEntry> schedule;
     std::map<int64_t, LayerTemplate> overrides;  // resolved per-layer replacements
+    // Multi-token prediction (DeepSeek-V3, model/mtp_head.hpp): a training-only objective.
+    struct Mtp {
+      int64_t depth = 0;         // D extra tokens predicted; 0: none
+      double loss_weight = 0.3;  // lambda: L = L_main + lambda / D * sum_k L_mtp_k
+    } mtp;
   } model;
   struct Tokenizer {
     std::string kind = "byte";
@@ -120,6 +125,20 @@ struct ExperimentConfig {
   struct Metrics {
     int64_t log_every = 10;
   } metrics;
+  // [execution_modes.<name>]: how `host generate --mode NAME` samples (model/generation.hpp).
+  struct ExecutionMode {
+    int64_t budget = 0;                 // most tokens generated in the mode; 0: generate --tokens
+    std::optional<double> temperature;  // unset: generate --temperature
+    std::optional<int64_t> top_k;       // unset: generate --top-k
+    struct Transition {
+      std::string to;              // the next mode; "": the mode is the last one
+      std::string special_token;   // one vocabulary piece: sampling it switches to `to`
+      bool budget_exhausted = false;  // a spent budget switches too, inserting special_token
+      SourcePos token_pos;
+    } transition;
+    SourcePos pos;
+  };
+  std::map<std::string, ExecutionMode> execution_modes;
 
   // The layers in order, with overrides applied.
   std::vector<LayerTemplate> layers() const;

@@ -4,6 +4,7 @@
 #include "experiment/experiment_data.hpp"
 #include "experiment/memory_estimate.hpp"
 #include "model/model.hpp"
+#include "model/mtp_head.hpp"
 
 #include <algorithm>
 #include <iomanip>
@@ -85,12 +86,12 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
   double total = 0, active = 0, forward_flops = 0, state_bytes = 0;
   bool grows = false;
   const double norm_params = config.model.norm == "layernorm" ? 2.0 * d : 1.0 * d;
+  auto cost = [](const std::shared_ptr<PluginInstance>& inst, int64_t t, int bytes) {
+    return inst ? inst->cost(t, bytes) : mixlab_cost{};
+  };
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto& mixer = layers[i].mixer;
     const auto& ffn = layers[i].ffn;
-    auto cost = [](const std::shared_ptr<PluginInstance>& inst, int64_t t, int bytes) {
-      return inst ? inst->cost(t, bytes) : mixlab_cost{};
-    };
     auto mc = cost(mixer, config.data.seq_len, 4), fc = cost(ffn, config.data.seq_len, 4), sc = cost(mixer, T, 2);
     double norms = ((mixer ? 1 : 0) + (ffn ? 1 : 0)) * norm_params;
     double params = static_cast<double>((mixer ? mixer->n_parameters() : 0) + (ffn ? ffn->n_parameters() : 0)) + norms;
@@ -109,6 +110,24 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
   double final_norm = config.model.norm_position == "pre" ? norm_params : 0.0;
   total += embed + head + final_norm;
   active += embed + head + final_norm;
+  // Multi-token prediction: D more layers of the last layer's kind, each with a projection and the shared head.
+  nlohmann::json mtp = nullptr;
+  if (config.model.mtp.depth > 0) {
+    const auto block = MtpHead::create_block(config, registry);
+    const double D = static_cast<double>(config.model.mtp.depth);
+    auto mc = cost(block.mixer, config.data.seq_len, 4), fc = cost(block.ffn, config.data.seq_len, 4);
+    const double host = static_cast<double>(MtpHead::host_params_per_module(config, block));
+    const double module = host + static_cast<double>((block.mixer ? block.mixer->n_parameters() : 0) +
+                                                     (block.ffn ? block.ffn->n_parameters() : 0));
+    total += D * module;
+    active += D * (host + mc.active_params + fc.active_params);
+    forward_flops += D * (mc.forward_flops + fc.forward_flops + 4.0 * static_cast<double>(d * d) +
+                          2.0 * static_cast<double>(d * vocab));
+    mtp = {{"depth", config.model.mtp.depth}, {"loss_weight", config.model.mtp.loss_weight},
+           {"mixer", block.mixer ? block.mixer->ref().label() : "none"},
+           {"ffn", block.ffn ? block.ffn->ref().label() : "none"}, {"params_per_module", module},
+           {"params", D * module}, {"training_only", true}};
+  }
   double train_flops = 3.0 * (forward_flops + 2.0 * static_cast<double>(d * vocab));
   nlohmann::json report{{"layers", rows},
                         {"vocab_size", vocab},
@@ -118,7 +137,8 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
                         {"train_flops_per_token", train_flops},
                         {"decode_state_bytes_bf16_at_max_seq_len", state_bytes},
                         {"decode_state_bytes_per_token", state_bytes / static_cast<double>(T)},
-                        {"decode_state_grows", grows}};
+                        {"decode_state_grows", grows},
+                        {"mtp", mtp}};
   report["training_memory"] = estimate_training_memory(config, report).to_json();
   if (config.job.target_params > 0)
     report["target_params_deviation"] = (total - static_cast<double>(config.job.target_params)) /
@@ -137,6 +157,13 @@ void print_explain(const ExperimentConfig& config, const nlohmann::json& r) {
               << std::setw(26) << row["ffn"].get<std::string>() << std::setw(10) << human_count(row["params"])
               << std::setw(10) << human_count(row["active_params"]) << human_bytes(row["decode_state_bytes"])
               << (row["state_grows"].get<bool>() ? " (grows with context)" : "") << "\n";
+  }
+  if (!r["mtp"].is_null()) {
+    const auto& mtp = r["mtp"];
+    std::cout << std::left << std::setw(6) << "mtp" << std::setw(34) << mtp["mixer"].get<std::string>() << std::setw(26)
+              << mtp["ffn"].get<std::string>() << std::setw(10) << human_count(mtp["params_per_module"])
+              << "x " << mtp["depth"] << " multi-token prediction modules: " << human_count(mtp["params"])
+              << " parameters, training only (not used by generate; in the totals below)\n";
   }
   print_kv_cache_comparisons(r["layers"]);
   std::cout << "\nparameters: " << human_count(r["params_total"]) << " total, " << human_count(r["params_active"])

@@ -5,6 +5,7 @@
 #include <mixlab/edit_distance.hpp>  // shared with plugins' config errors
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -273,6 +274,143 @@ class Loader {
     }
   }
 
+  // One key of a section; a table of keys (`mtp = { depth = 1 }`) when the schema has keys below it.
+  void read_key(const std::string& key, const toml::node& vv, const std::vector<std::string>& all_keys,
+                ExperimentConfig& c) {
+    if (is_free_form(key)) return;
+    if (const Field* f = find_field(key)) {
+      if (auto problem = f->read(vv, c)) error(&vv, key, *problem);
+      return;
+    }
+    std::vector<std::string> below;
+    for (const auto& a : all_keys)
+      if (a.rfind(key + ".", 0) == 0) below.push_back(a.substr(key.size() + 1));
+    if (!below.empty()) {
+      if (const auto* t = vv.as_table())
+        for (const auto& [k, v] : *t) read_key(key + "." + std::string(k.str()), v, all_keys, c);
+      else error(&vv, key, "expected a table with keys " + join(below) + ", got " + describe_value(vv));
+      return;
+    }
+    const std::string parent = key.substr(0, key.rfind('.')), name = key.substr(key.rfind('.') + 1);
+    std::vector<std::string> in_parent;
+    for (const auto& a : all_keys)
+      if (a.rfind(parent + ".", 0) == 0) in_parent.push_back(a.substr(parent.size() + 1));
+    std::string suggestion = did_you_mean(name, in_parent);
+    if (suggestion.empty()) suggestion = did_you_mean(key, all_keys);
+    error(&vv, key, "unknown key" + suggestion + "; [" + parent + "] keys: " + join(in_parent));
+  }
+
+  static std::string join(const std::vector<std::string>& items) {
+    std::string list;
+    for (const auto& a : items) list += (list.empty() ? "" : ", ") + a;
+    return list;
+  }
+
+  // [execution_modes.NAME]: budget, temperature, top_k, transition = { to, special_token, budget_exhausted }.
+  void read_execution_modes(const toml::node& section, ExperimentConfig& c) {
+    const std::string root = kExecutionModes;
+    const auto* modes = section.as_table();
+    if (!modes || modes->empty()) {
+      error(&section, root, "expected one or more tables [execution_modes.NAME]");
+      return;
+    }
+    for (const auto& [k, v] : *modes) {
+      const std::string name(k.str()), field = root + "." + name;
+      const auto* t = v.as_table();
+      if (!t) {
+        error(&v, field, "expected a table (budget, temperature, top_k, transition)");
+        continue;
+      }
+      ExperimentConfig::ExecutionMode mode;
+      mode.pos = pos_of(v, file_);
+      for (const auto& [kk, vv] : *t) {
+        const std::string key(kk.str()), at = field + "." + key;
+        if (key == "budget") {
+          auto b = vv.value<int64_t>();
+          if (!vv.is_integer() || !b || *b < 0 || *b > limits::kGeneratedTokens)
+            error(&vv, at, "expected an integer in 0 .. " + std::to_string(limits::kGeneratedTokens) + ", got " +
+                               describe_value(vv));
+          else mode.budget = *b;
+        } else if (key == "temperature") {
+          auto x = vv.value<double>();
+          if (!(vv.is_floating_point() || vv.is_integer()) || !x || !std::isfinite(*x) || *x < 0)
+            error(&vv, at, "expected a number >= 0 (0: greedy), got " + describe_value(vv));
+          else mode.temperature = *x;
+        } else if (key == "top_k") {
+          auto x = vv.value<int64_t>();
+          if (!vv.is_integer() || !x || *x < 0 || *x > limits::kVocab)
+            error(&vv, at, "expected an integer in 0 .. " + std::to_string(limits::kVocab) + ", got " + describe_value(vv));
+          else mode.top_k = *x;
+        } else if (key == "transition") {
+          read_transition(vv, at, mode);
+        } else {
+          error(&vv, at, "unknown key" + did_you_mean(key, {"budget", "temperature", "top_k", "transition"}) +
+                             "; a mode's keys: budget, temperature, top_k, transition");
+        }
+      }
+      if (mode.transition.budget_exhausted && mode.budget == 0)
+        error(t->get("transition"), field + ".transition.budget_exhausted",
+              "needs the mode's budget (a number of tokens > 0)");
+      c.execution_modes[name] = mode;
+    }
+    check_mode_chains(*modes, c);
+  }
+
+  void read_transition(const toml::node& n, const std::string& field, ExperimentConfig::ExecutionMode& mode) {
+    const auto* t = n.as_table();
+    if (!t) {
+      error(&n, field, "expected a table { to = \"MODE\", special_token = \"...\", budget_exhausted = true }");
+      return;
+    }
+    auto& tr = mode.transition;
+    for (const auto& [k, v] : *t) {
+      const std::string key(k.str()), at = field + "." + key;
+      if (key == "to" || key == "special_token") {
+        if (!v.is_string() || v.as_string()->get().empty()) {
+          error(&v, at, "expected a non-empty string, got " + describe_value(v));
+          continue;
+        }
+        (key == "to" ? tr.to : tr.special_token) = v.as_string()->get();
+        if (key == "special_token") tr.token_pos = position(&v, at);
+      } else if (key == "budget_exhausted") {
+        if (!v.is_boolean()) error(&v, at, "expected true or false, got " + describe_value(v));
+        else tr.budget_exhausted = v.as_boolean()->get();
+      } else {
+        error(&v, at, "unknown key" + did_you_mean(key, {"to", "special_token", "budget_exhausted"}) +
+                          "; a transition's keys: to, special_token, budget_exhausted");
+      }
+    }
+    if (tr.to.empty()) error(&n, field + ".to", "is required (the mode that follows)");
+    if (tr.special_token.empty()) error(&n, field + ".special_token", "is required (the token that ends the mode)");
+  }
+
+  // Every transition leads to a declared mode, and no chain of transitions comes back to a mode.
+  void check_mode_chains(const toml::table& modes, const ExperimentConfig& c) {
+    for (const auto& [name, mode] : c.execution_modes) {
+      const auto* node = modes.get(name);
+      if (!mode.transition.to.empty() && !c.execution_modes.count(mode.transition.to)) {
+        std::vector<std::string> names;
+        for (const auto& [n, m] : c.execution_modes) names.push_back(n);
+        error(node, std::string(kExecutionModes) + "." + name + ".transition.to",
+              "no mode named \"" + mode.transition.to + "\"" + did_you_mean(mode.transition.to, names) +
+                  "; declared: " + join(names));
+        continue;
+      }
+      std::set<std::string> seen{name};
+      for (std::string at = mode.transition.to; !at.empty();) {
+        auto next = c.execution_modes.find(at);
+        if (next == c.execution_modes.end()) break;  // reported for the mode that names it
+        if (!seen.insert(at).second) {
+          error(node, std::string(kExecutionModes) + "." + name + ".transition.to",
+                "the transitions from \"" + name + "\" come back to \"" + at +
+                    "\"; a chain of modes must end in a mode without a transition");
+          break;
+        }
+        at = next->second.transition.to;
+      }
+    }
+  }
+
   ExperimentConfig read(toml::table& root) {
     ExperimentConfig c;
     std::set<std::string> sections;
@@ -281,6 +419,7 @@ class Loader {
       sections.insert(f.key.substr(0, f.key.find('.')));
       all_keys.push_back(f.key);
     }
+    sections.insert(kExecutionModes);
     std::vector<std::string> section_list(sections.begin(), sections.end());
     for (const auto& [k, v] : root) {
       std::string section(k.str());
@@ -292,28 +431,13 @@ class Loader {
         error(&v, section, "expected a table [" + section + "]");
         continue;
       }
-      for (const auto& [kk, vv] : *v.as_table()) {
-        std::string key = section + "." + std::string(kk.str());
-        if (is_free_form(key)) continue;
-        const Field* f = find_field(key);
-        if (!f) {
-          std::vector<std::string> in_section;
-          for (const auto& a : all_keys)
-            if (a.rfind(section + ".", 0) == 0) in_section.push_back(a.substr(section.size() + 1));
-          std::string suggestion = did_you_mean(std::string(kk.str()), in_section);
-          if (suggestion.empty()) suggestion = did_you_mean(key, all_keys);
-          std::string list;
-          for (const auto& a : in_section) list += (list.empty() ? "" : ", ") + a;
-          error(&vv, key, "unknown key" + suggestion + "; [" + section + "] keys: " + list);
-          continue;
-        }
-        if (auto problem = f->read(vv, c)) error(&vv, key, *problem);
-      }
+      for (const auto& [kk, vv] : *v.as_table()) read_key(section + "." + std::string(kk.str()), vv, all_keys, c);
     }
     for (const auto& f : schema_fields())
       if (f.required && !root.at_path(f.key)) error(nullptr, f.key, "is required (" + f.help + ")");
     if (const auto* model = root.get_as<toml::table>("model")) read_model_lists(*model, c);
     if (const auto* data = root.get_as<toml::table>("data")) read_options(*data, c);
+    if (const auto* modes = root.get(kExecutionModes)) read_execution_modes(*modes, c);
     cross_checks(root, c);
     return c;
   }
@@ -333,6 +457,22 @@ class Loader {
     if (c.tokenizer.kind == "sentencepiece" && c.tokenizer.vocab_size < 16)
       error(root.at_path("tokenizer.kind").node(), "tokenizer.vocab_size",
             "sentencepiece needs vocab_size >= 16 (e.g. 2048)");
+    if (c.model.mtp.depth > 0 && c.data.seq_len > 0 && c.model.mtp.depth >= c.data.seq_len)
+      error(root.at_path("model.mtp.depth").node(), "model.mtp.depth",
+            "depth " + std::to_string(c.model.mtp.depth) + " leaves no position to predict from in data.seq_len " +
+                std::to_string(c.data.seq_len) + " (module k predicts from T - k positions)");
+    // A byte vocabulary has one piece per byte; other tokenizers are asked when they exist
+    // (model/generation.hpp: require_transition_tokens).
+    for (const auto& [name, mode] : c.execution_modes) {
+      const auto& token = mode.transition.special_token;
+      if (c.tokenizer.kind == "byte" && !token.empty() && token.size() != 1)
+        diagnostics_.push_back(Diagnostic{mode.transition.token_pos, std::string(kExecutionModes) + "." + name +
+                                                                       ".transition.special_token",
+                                          "\"" + token + "\" is " + std::to_string(token.size()) +
+                                              " bytes, not one piece of the byte vocabulary: a transition token must "
+                                              "be a single vocabulary piece (with tokenizer.kind = \"byte\", one "
+                                              "ASCII character such as \"\\u001e\")"});
+    }
     if (!c.tokenizer.model_file.empty() && c.tokenizer.kind != "sentencepiece")
       error(root.at_path("tokenizer.model_file").node(), "tokenizer.model_file",
             "a model file needs tokenizer.kind = \"sentencepiece\"");
@@ -371,9 +511,10 @@ std::vector<LayerTemplate> ExperimentConfig::layers() const {
 
 nlohmann::json ExperimentConfig::to_json() const {
   nlohmann::json j;
-  for (const auto& f : schema_fields()) {
-    auto dot = f.key.find('.');
-    j[f.key.substr(0, dot)][f.key.substr(dot + 1)] = f.write(*this);
+  for (const auto& f : schema_fields()) {  // "model.mtp.depth" -> {"model": {"mtp": {"depth": ...}}}
+    std::string pointer = "/" + f.key;
+    std::replace(pointer.begin(), pointer.end(), '.', '/');
+    j[nlohmann::json::json_pointer(pointer)] = f.write(*this);
   }
   auto choice = [](const PluginChoice& c) {
     if (c.none) return nlohmann::json("none");
@@ -392,6 +533,15 @@ nlohmann::json ExperimentConfig::to_json() const {
       j["model"]["overrides"].push_back({{"layer", i}, {"mixer", choice(t.mixer)}, {"ffn", choice(t.ffn)}});
   }
   j["data"]["options"] = data.options;
+  for (const auto& [name, m] : execution_modes) {
+    auto& out = j[kExecutionModes][name];
+    out["budget"] = m.budget;
+    if (m.temperature) out["temperature"] = *m.temperature;
+    if (m.top_k) out["top_k"] = *m.top_k;
+    if (!m.transition.to.empty())
+      out["transition"] = {{"to", m.transition.to}, {"special_token", m.transition.special_token},
+                           {"budget_exhausted", m.transition.budget_exhausted}};
+  }
   return j;
 }
 

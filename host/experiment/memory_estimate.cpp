@@ -40,8 +40,11 @@ MemoryEstimate estimate_training_memory(const ExperimentConfig& config, const nl
     values += kSavedPerWidth * B * T * d;
     if (report["layers"][i]["state_grows"].get<bool>()) values += 2.0 * B * heads(layers[i].mixer) * T * T;
   }
+  // Each multi-token prediction module: a layer plus its two normed inputs and their concatenation, and its logits.
+  const double mtp = static_cast<double>(config.model.mtp.depth);
+  values += mtp * (kSavedPerWidth + 6.0) * B * T * d;
   m.activations = kFloat * values;
-  m.logits = 2.0 * kFloat * B * T * vocab;
+  m.logits = 2.0 * kFloat * B * T * vocab * (1.0 + mtp);
   return m;
 }
 

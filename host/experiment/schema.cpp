@@ -9,15 +9,6 @@ namespace {
 template <class T>
 using Ref = std::function<T&(ExperimentConfig&)>;
 
-std::string describe(const toml::node& n) {
-  std::ostringstream s;
-  if (n.is_string()) s << '"' << n.as_string()->get() << '"';
-  else if (n.is_table()) s << "a table";
-  else if (n.is_array()) s << "a list";
-  else n.visit([&](const auto& v) { s << v; });
-  return s.str();
-}
-
 // An integer in [min, max]: every size has an upper bound, so that no product of
 // sizes overflows and an absurd value is refused here rather than by the allocator.
 Field int_field(std::string key, Ref<int64_t> ref, int64_t min, int64_t max, std::string help, bool required = false) {
@@ -25,7 +16,7 @@ Field int_field(std::string key, Ref<int64_t> ref, int64_t min, int64_t max, std
   Field f{key, "integer", allowed, std::move(help), required, nullptr, nullptr};
   f.read = [ref, min, max, allowed](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
     auto v = n.value<int64_t>();
-    if (!n.is_integer() || !v) return "expected an integer in " + allowed + ", got " + describe(n);
+    if (!n.is_integer() || !v) return "expected an integer in " + allowed + ", got " + describe_value(n);
     if (*v < min || *v > max) return "expected an integer in " + allowed + ", got " + std::to_string(*v);
     ref(c) = *v;
     return std::nullopt;
@@ -38,7 +29,7 @@ Field seed_field(std::string key, Ref<uint64_t> ref, std::string help) {
   Field f{key, "integer", ">= 0", std::move(help), false, nullptr, nullptr};
   f.read = [ref](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
     auto v = n.value<int64_t>();
-    if (!n.is_integer() || !v || *v < 0) return "expected an integer >= 0, got " + describe(n);
+    if (!n.is_integer() || !v || *v < 0) return "expected an integer >= 0, got " + describe_value(n);
     ref(c) = static_cast<uint64_t>(*v);
     return std::nullopt;
   };
@@ -55,7 +46,7 @@ Field float_field(std::string key, Ref<double> ref, double lo, double hi, bool l
   std::string allowed = f.allowed;
   f.read = [ref, lo, hi, lo_open, allowed](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
     auto v = n.value<double>();
-    if (!(n.is_floating_point() || n.is_integer()) || !v) return "expected a number " + allowed + ", got " + describe(n);
+    if (!(n.is_floating_point() || n.is_integer()) || !v) return "expected a number " + allowed + ", got " + describe_value(n);
     if (!std::isfinite(*v) || (lo_open ? *v <= lo : *v < lo) || *v > hi) {
       std::ostringstream s;
       s << "expected a number " << allowed << ", got " << *v;
@@ -77,7 +68,7 @@ Field string_field(std::string key, Ref<std::string> ref, std::vector<std::strin
   for (const auto& ch : choices) allowed += (allowed.empty() ? "" : " | ") + ch;
   Field f{key, "string", allowed, std::move(help), required, nullptr, nullptr};
   f.read = [ref, choices, allowed, required, check](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
-    if (!n.is_string()) return "expected a string" + (allowed.empty() ? "" : " (" + allowed + ")") + ", got " + describe(n);
+    if (!n.is_string()) return "expected a string" + (allowed.empty() ? "" : " (" + allowed + ")") + ", got " + describe_value(n);
     std::string v = n.as_string()->get();
     if (!choices.empty() && std::find(choices.begin(), choices.end(), v) == choices.end())
       return "expected one of " + allowed + ", got \"" + v + "\"";
@@ -94,7 +85,7 @@ Field string_field(std::string key, Ref<std::string> ref, std::vector<std::strin
 Field bool_field(std::string key, Ref<bool> ref, std::string help) {
   Field f{key, "boolean", "true | false", std::move(help), false, nullptr, nullptr};
   f.read = [ref](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
-    if (!n.is_boolean()) return "expected true or false, got " + describe(n);
+    if (!n.is_boolean()) return "expected true or false, got " + describe_value(n);
     ref(c) = n.as_boolean()->get();
     return std::nullopt;
   };
@@ -105,10 +96,10 @@ Field bool_field(std::string key, Ref<bool> ref, std::string help) {
 Field strings_field(std::string key, Ref<std::vector<std::string>> ref, std::string help) {
   Field f{key, "list of strings", "", std::move(help), false, nullptr, nullptr};
   f.read = [ref](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
-    if (!n.is_array()) return "expected a list of strings, got " + describe(n);
+    if (!n.is_array()) return "expected a list of strings, got " + describe_value(n);
     std::vector<std::string> out;
     for (const auto& item : *n.as_array()) {
-      if (!item.is_string()) return "expected a list of strings, got an element " + describe(item);
+      if (!item.is_string()) return "expected a list of strings, got an element " + describe_value(item);
       out.push_back(item.as_string()->get());
     }
     ref(c) = out;
@@ -122,11 +113,11 @@ Field betas_field() {
   Field f{"optimizer.betas", "list of floats", "two numbers in [0, 1)", "AdamW beta1, beta2", false, nullptr, nullptr};
   f.read = [](const toml::node& n, ExperimentConfig& c) -> std::optional<std::string> {
     const auto* a = n.as_array();
-    if (!a || a->size() != 2) return "expected two numbers [beta1, beta2], got " + describe(n);
+    if (!a || a->size() != 2) return "expected two numbers [beta1, beta2], got " + describe_value(n);
     std::vector<double> out;
     for (const auto& item : *a) {
       auto v = item.value<double>();
-      if (!v || !(*v >= 0 && *v < 1)) return "expected numbers in [0, 1), got " + describe(item);
+      if (!v || !(*v >= 0 && *v < 1)) return "expected numbers in [0, 1), got " + describe_value(item);
       out.push_back(*v);
     }
     c.optimizer.betas = out;
@@ -183,6 +174,11 @@ std::vector<Field> make_fields() {
                   "dropout on the embeddings and each residual branch"),
       float_field("model.init_std", MIXLAB_REF(double, model.init_std), 0, 1, true,
                   "std of normal inits that do not set their own"),
+      int_field("model.mtp.depth", MIXLAB_REF(int64_t, model.mtp.depth), 0, limits::kMtpDepth,
+                "multi-token prediction modules (DeepSeek-V3): module k predicts the token k+1 ahead; "
+                "training only (0: none; docs/experiments.md)"),
+      float_field("model.mtp.loss_weight", MIXLAB_REF(double, model.mtp.loss_weight), 0, 100, false,
+                  "lambda: the objective adds lambda / depth times the sum of the modules' losses"),
       string_field("tokenizer.kind", MIXLAB_REF(std::string, tokenizer.kind), {"byte", "sentencepiece"},
                    "byte-level (256 symbols) or a SentencePiece model trained on the training split"),
       string_field("tokenizer.model_type", MIXLAB_REF(std::string, tokenizer.model_type), {"bpe", "unigram"},
@@ -245,6 +241,15 @@ std::vector<Field> make_fields() {
 
 }  // namespace
 
+std::string describe_value(const toml::node& n) {
+  std::ostringstream s;
+  if (n.is_string()) s << '"' << n.as_string()->get() << '"';
+  else if (n.is_table()) s << "a table";
+  else if (n.is_array()) s << "a list";
+  else n.visit([&](const auto& v) { s << v; });
+  return s.str();
+}
+
 const std::vector<Field>& schema_fields() {
   static const std::vector<Field> fields = make_fields();
   return fields;
@@ -257,7 +262,8 @@ const Field* find_field(const std::string& key) {
 }
 
 bool is_free_form(const std::string& key) {
-  return key == "model.templates" || key == "model.schedule" || key == "model.overrides" || key == "data.options";
+  return key == "model.templates" || key == "model.schedule" || key == "model.overrides" || key == "data.options" ||
+         key.rfind(std::string(kExecutionModes) + ".", 0) == 0;
 }
 
 std::string schema_markdown() {

@@ -30,6 +30,8 @@ inline constexpr int64_t kKeep = 10'000;                 // checkpoint.keep_last
 inline constexpr int64_t kThreads = 4096;                // training.threads
 inline constexpr int64_t kParams = 1'000'000'000'000'000;  // job.target_params
 inline constexpr size_t kNameLength = 128;               // job.name
+inline constexpr int64_t kMtpDepth = 16;                 // model.mtp.depth
+inline constexpr int64_t kGeneratedTokens = 1'000'000;   // a generation mode's budget, generate --tokens
 inline constexpr double kTokens = 4.0e18;                // tokens seen by a run (< 2^62)
 }  // namespace limits
 
@@ -45,7 +47,12 @@ struct Field {
 };
 
 const std::vector<Field>& schema_fields();
+// A value for an error message: "abc" quoted, a number as written, "a table", "a list".
+std::string describe_value(const toml::node& n);
 const Field* find_field(const std::string& key);
+
+// The section of generation modes, [execution_modes.NAME] (free-form: its keys are mode names).
+inline constexpr const char* kExecutionModes = "execution_modes";
 
 // Sections whose keys are free-form (handled by the loader, not the table).
 bool is_free_form(const std::string& key);

@@ -1,5 +1,6 @@
 #include "model/model.hpp"
 
+#include "model/mtp_head.hpp"
 #include "runtime/host_api.hpp"
 
 namespace mixlab {
@@ -57,7 +58,10 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
   }
   if (m.norm_position == "pre") add_norm_params("final_norm");
   if (!m.tie_embeddings) add("lm_head.weight", normal({vocab_, d}), true);
+  if (m.mtp.depth > 0) mtp_ = std::make_unique<MtpHead>(config, registry, add);
 }
+
+Model::~Model() = default;
 
 int64_t Model::n_parameters() const {
   int64_t n = 0;

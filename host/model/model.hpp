@@ -48,12 +48,15 @@ struct ModelOutput {
   torch::Tensor aux_loss;  // sum of coefficient * aux, a scalar (0 when there is none)
 };
 
+class MtpHead;
+
 // Instances for every layer, created without allocating parameters.
 std::vector<LayerSlots> create_layers(const ExperimentConfig& config, const Registry& registry);
 
 class Model {
  public:
   Model(const ExperimentConfig& config, const Registry& registry, int64_t vocab_size, torch::Device device);
+  ~Model();
 
   // `layer_outputs`, when given, receives the residual stream after each layer.
   ModelOutput forward(const torch::Tensor& tokens, bool training, uint64_t seed,
@@ -65,6 +68,12 @@ class Model {
   const torch::Tensor& head_weight() const;
 
   const std::vector<NamedParam>& parameters() const { return params_; }
+  const torch::Tensor& param(const std::string& name) const;
+  // The norm whose parameters are named prefix.weight (and prefix.bias for LayerNorm).
+  torch::Tensor norm(const torch::Tensor& x, const std::string& prefix) const;
+  const ExperimentConfig& config() const { return config_; }
+  // The multi-token prediction modules (model.mtp.depth > 0), a training objective; null without.
+  const MtpHead* mtp() const { return mtp_.get(); }
   const std::vector<LayerSlots>& layers() const { return layers_; }
   int64_t vocab_size() const { return vocab_; }
   int64_t n_parameters() const;
@@ -95,12 +104,10 @@ class Model {
     std::string norm;  // "layers.3.norm1"
   };
 
-  torch::Tensor norm(const torch::Tensor& x, const std::string& prefix) const;
   // h + branch and the norm that follows sublayer k: the next sublayer's (the final norm after the
   // last) in pre-norm, k's own in post-norm.
   AddNorm add_norm(const torch::Tensor& h, const torch::Tensor& branch, size_t k) const;
   torch::Tensor embed(const torch::Tensor& tokens, int64_t start, bool training) const;
-  const torch::Tensor& param(const std::string& name) const;
   std::vector<torch::Tensor> slot_params(size_t layer, const std::string& slot) const;
 
   ExperimentConfig config_;
@@ -110,6 +117,7 @@ class Model {
   std::vector<Sublayer> sublayers_;
   std::vector<NamedParam> params_;
   std::map<std::string, size_t> index_;
+  std::unique_ptr<MtpHead> mtp_;
 };
 
 }  // namespace mixlab

@@ -15,6 +15,8 @@
 #include "train/fused_adamw.hpp"
 #include "train/optimizer.hpp"
 #include "train/lm_head_loss.hpp"
+#include "train/mtp_loss.hpp"
+#include "model/generation.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/metrics_log.hpp"
 #include "train/trained_run.hpp"
@@ -207,6 +209,7 @@ int run_experiment(const RunOptions& options) {
   dp->require_same_experiment(config, registry);
   std::unique_ptr<data::Dataset> dataset;
   dp->rank0_first("open the data", [&] { dataset = open_dataset(config); });
+  require_transition_tokens(config, dataset->tokenizer());
   data::require_window("train", dataset->train_tokens(), config.data.seq_len);
 
   if (options.resume && dp->writes() && !options.overrides.empty())
@@ -343,17 +346,21 @@ int run_experiment(const RunOptions& options) {
       auto batch = dp->next_batch(*dataset, step_start, micro, c.batch_size, config.data.seq_len);
       auto inputs = batch.inputs.to(device), targets = batch.targets.to(device);
       ModelOutput out;
-      torch::Tensor loss;
+      torch::Tensor loss, mtp_loss = torch::zeros({}, torch::TensorOptions().device(device));
       {
         AutocastScope autocast(c.dtype == "bfloat16", device);
         const uint64_t seed = seed_random_draws(config.job.seed, dp->rank(),
                                                 static_cast<uint64_t>(state.step * c.grad_accum_steps + micro));
-        out = model.forward_features(inputs, true, seed);
+        std::vector<torch::Tensor> stream;  // the residual stream after each layer: multi-token prediction's input
+        out = model.forward_features(inputs, true, seed, model.mtp() ? &stream : nullptr);
         auto [sum, count] = lm_head_loss(model, out.features, targets, c.fused);
         // Mean over the scored tokens of every rank's micro-batch (gradients are averaged over ranks).
-        loss = sum / std::max(1.0, dp->sum(static_cast<double>(count)) / dp->world_size());
+        auto tokens_for_mean = [&](int64_t n) { return dp->sum(static_cast<double>(n)) / dp->world_size(); };
+        loss = sum / std::max(1.0, tokens_for_mean(count));
+        if (model.mtp())
+          mtp_loss = mtp_objective(model, stream.back(), inputs, targets, c.fused, true, seed, tokens_for_mean, out);
       }
-      auto objective = (loss + out.aux_loss) / static_cast<double>(c.grad_accum_steps);
+      auto objective = (loss + out.aux_loss + mtp_loss) / static_cast<double>(c.grad_accum_steps);
       dp->before_backward(micro == 0, micro + 1 == c.grad_accum_steps);
       objective.backward();
       dp->after_backward();  // on the last micro-batch: gradients averaged over ranks
