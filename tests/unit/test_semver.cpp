@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <stdexcept>
+
 using mixlab::satisfies;
 using mixlab::Version;
 
