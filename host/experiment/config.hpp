@@ -33,16 +33,27 @@ struct PluginChoice {
   std::string label() const;                 // "plugin[/impl][@version]"
 };
 
+// Mixture-of-depths (Raposo et al. 2024) on a layer: a router picks the tokens that
+// pass through it; the rest ride the residual (host/model/depth_gating.hpp).
+struct DepthGating {
+  double capacity = 1.0;         // share of each sequence's tokens that pass in training, in (0, 1]
+  std::string router = "linear";  // d_model -> 1 projection (with a bias)
+  double aux_loss = 0.1;         // weight of the router's BCE against top-k membership (causal inference)
+  SourcePos pos;
+};
+
 // A layer: `norm -> mixer -> residual -> norm -> ffn -> residual`; a slot that is
 // "none" has neither its norm nor its residual branch (at most one is "none").
 struct LayerTemplate {
   PluginChoice mixer;
   PluginChoice ffn;
+  std::optional<DepthGating> depth_gating;
 };
 
 struct ScheduleEntry {
   std::string template_name;
   int64_t repeat = 1;
+  std::optional<DepthGating> depth_gating;  // replaces the template's for these layers
   SourcePos pos;
 };
 
@@ -65,6 +76,7 @@ struct ExperimentConfig {
     double norm_eps = 1e-5;
     bool tie_embeddings = true;
     std::string positional = "none";
+    std::string residual = "sequential";  // "parallel": h + mixer(norm(h)) + ffn(norm(h)) (GPT-J, PaLM)
     double dropout = 0.0;
     double init_std = 0.02;
     std::map<std::string, LayerTemplate> templates;

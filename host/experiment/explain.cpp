@@ -81,6 +81,7 @@ void print_kv_cache_comparisons(const nlohmann::json& rows) {
 
 nlohmann::json explain_report(const ExperimentConfig& config, const Registry& registry) {
   auto layers = create_layers(config, registry);
+  const auto templates = config.layers();
   const int64_t d = config.model.d_model, vocab = planned_vocab_size(config), T = config.model.max_seq_len;
   nlohmann::json rows = nlohmann::json::array();
   double total = 0, active = 0, forward_flops = 0, state_bytes = 0;
@@ -93,17 +94,20 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
     const auto& mixer = layers[i].mixer;
     const auto& ffn = layers[i].ffn;
     auto mc = cost(mixer, config.data.seq_len, 4), fc = cost(ffn, config.data.seq_len, 4), sc = cost(mixer, T, 2);
-    double norms = ((mixer ? 1 : 0) + (ffn ? 1 : 0)) * norm_params;
-    double params = static_cast<double>((mixer ? mixer->n_parameters() : 0) + (ffn ? ffn->n_parameters() : 0)) + norms;
+    // The layer's norms (and a depth-gating router), as the Model allocates them.
+    const double host = static_cast<double>(layer_host_params(layers[i], templates[i], config.model));
+    double params = static_cast<double>((mixer ? mixer->n_parameters() : 0) + (ffn ? ffn->n_parameters() : 0)) + host;
     total += params;
-    active += mc.active_params + fc.active_params + norms;
-    forward_flops += mc.forward_flops + fc.forward_flops;
+    active += mc.active_params + fc.active_params + host;
+    forward_flops += layer_forward_flops(layers[i], templates[i], d, config.data.seq_len);
     state_bytes += sc.state_bytes;
     grows = grows || sc.state_grows;
     rows.push_back({{"index", i}, {"mixer", mixer ? mixer->ref().label() : "none"}, {"ffn", ffn ? ffn->ref().label() : "none"},
-                    {"params", params}, {"active_params", mc.active_params + fc.active_params + norms},
+                    {"params", params}, {"active_params", mc.active_params + fc.active_params + host},
                     {"decode_state_bytes", sc.state_bytes}, {"state_grows", static_cast<bool>(sc.state_grows)}});
     if (auto kv = kv_cache_comparison(sc, T); !kv.is_null()) rows.back()["kv_cache"] = kv;
+    // Mixture-of-depths: FLOPs count the capacity share of tokens; the decode state is an upper bound.
+    if (templates[i].depth_gating) rows.back()["depth_gating_capacity"] = templates[i].depth_gating->capacity;
   }
   double embed = static_cast<double>(vocab * d) + (config.model.positional == "learned" ? static_cast<double>(T * d) : 0.0);
   double head = config.model.tie_embeddings ? 0.0 : static_cast<double>(vocab * d);
@@ -149,11 +153,17 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
 void print_explain(const ExperimentConfig& config, const nlohmann::json& r) {
   std::cout << config.job.name << ": d_model " << config.model.d_model << ", max_seq_len " << config.model.max_seq_len
             << ", vocab " << r["vocab_size"] << ", " << config.model.norm << " (" << config.model.norm_position
-            << "-norm)\n\n";
+            << "-norm" << (config.model.residual == "parallel" ? ", parallel residual" : "") << ")\n\n";
   std::cout << std::left << std::setw(6) << "layer" << std::setw(34) << "mixer" << std::setw(26) << "ffn" << std::setw(10)
             << "params" << std::setw(10) << "active" << "decode state (bf16, T=" << config.model.max_seq_len << ")\n";
   for (const auto& row : r["layers"]) {
-    std::cout << std::left << std::setw(6) << row["index"].get<int>() << std::setw(34) << row["mixer"].get<std::string>()
+    std::string mixer = row["mixer"].get<std::string>();
+    if (row.contains("depth_gating_capacity")) {  // mixture-of-depths: "attention [MoD 12.5%]"
+      std::ostringstream capacity;
+      capacity << 100.0 * row["depth_gating_capacity"].get<double>();
+      mixer += " [MoD " + capacity.str() + "%]";
+    }
+    std::cout << std::left << std::setw(6) << row["index"].get<int>() << std::setw(34) << mixer
               << std::setw(26) << row["ffn"].get<std::string>() << std::setw(10) << human_count(row["params"])
               << std::setw(10) << human_count(row["active_params"]) << human_bytes(row["decode_state_bytes"])
               << (row["state_grows"].get<bool>() ? " (grows with context)" : "") << "\n";

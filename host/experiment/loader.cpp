@@ -174,7 +174,52 @@ class Loader {
     return read_choice(n, field);
   }
 
-  LayerTemplate read_template(const toml::node& n, const std::string& field) {
+  // `depth_gating = { capacity = 0.125, router = "linear", aux_loss = 0.1 }` (host/model/depth_gating.hpp).
+  DepthGating read_depth_gating(const toml::node& n, const std::string& field, const ExperimentConfig& c) {
+    DepthGating g;
+    g.pos = pos_of(n, file_);
+    const auto* table = n.as_table();
+    if (!table) {
+      error(&n, field, "expected a table { capacity = 0.125, router = \"linear\", aux_loss = 0.1 }");
+      return g;
+    }
+    for (const auto& [k, v] : *table) {
+      std::string key(k.str());
+      auto number = v.value<double>();
+      const bool is_number = (v.is_floating_point() || v.is_integer()) && number && std::isfinite(*number);
+      if (key == "capacity") {
+        if (!is_number || *number <= 0 || *number > 1)
+          error(&v, field + ".capacity",
+                "expected a number in (0, 1] (the share of a sequence's tokens that pass the layer), got " + describe(v));
+        else g.capacity = *number;
+      } else if (key == "aux_loss") {
+        if (!is_number || *number < 0 || *number > 100)
+          error(&v, field + ".aux_loss", "expected a number in [0, 100] (the router BCE loss's weight), got " + describe(v));
+        else g.aux_loss = *number;
+      } else if (key == "router") {
+        if (!v.is_string() || v.as_string()->get() != "linear")
+          error(&v, field + ".router", "expected \"linear\" (a d_model -> 1 projection), got " + describe(v));
+      } else {
+        error(&v, field + "." + key,
+              "unknown key" + did_you_mean(key, {"capacity", "router", "aux_loss"}) + "; expected capacity, router, aux_loss");
+      }
+    }
+    if (!table->contains("capacity")) error(&n, field + ".capacity", "is required (a number in (0, 1])");
+    if (c.model.norm_position != "pre")
+      error(&n, field, "needs model.norm_position = \"pre\" (a skipped token keeps its residual stream unnormed)");
+    return g;
+  }
+
+  static std::string describe(const toml::node& n) {
+    std::ostringstream s;
+    if (n.is_string()) s << '"' << n.as_string()->get() << '"';
+    else if (n.is_table()) s << "a table";
+    else if (n.is_array()) s << "a list";
+    else n.visit([&](const auto& v) { s << v; });
+    return s.str();
+  }
+
+  LayerTemplate read_template(const toml::node& n, const std::string& field, const ExperimentConfig& c) {
     LayerTemplate t;
     const auto* table = n.as_table();
     if (!table) {
@@ -185,7 +230,10 @@ class Loader {
       std::string key(k.str());
       if (key == "mixer") t.mixer = read_slot(v, field + ".mixer");
       else if (key == "ffn") t.ffn = read_slot(v, field + ".ffn");
-      else if (key != "layer") error(&v, field + "." + key, "unknown key; expected mixer or ffn" + did_you_mean(key, {"mixer", "ffn"}));
+      else if (key == "depth_gating") t.depth_gating = read_depth_gating(v, field + ".depth_gating", c);
+      else if (key != "layer")
+        error(&v, field + "." + key,
+              "unknown key; expected mixer, ffn or depth_gating" + did_you_mean(key, {"mixer", "ffn", "depth_gating"}));
     }
     if (!table->contains("mixer")) error(&n, field + ".mixer", "is required (a plugin table, or \"none\")");
     if (!table->contains("ffn")) error(&n, field + ".ffn", "is required (a plugin table, or \"none\")");
@@ -198,7 +246,7 @@ class Loader {
       if (!templates->is_table()) error(templates, "model.templates", "expected tables [model.templates.NAME]");
       else
         for (const auto& [k, v] : *templates->as_table())
-          c.model.templates[std::string(k.str())] = read_template(v, "model.templates." + std::string(k.str()));
+          c.model.templates[std::string(k.str())] = read_template(v, "model.templates." + std::string(k.str()), c);
     }
     const auto* schedule = model.get("schedule");
     if (!schedule) error(&model, "model.schedule", "is required: [[model.schedule]] template = \"...\", repeat = N");
@@ -219,8 +267,10 @@ class Loader {
             if (!v.is_integer() || !r || *r < 1 || *r > limits::kLayers)
               error(&v, "model.schedule.repeat", "expected an integer in 1 .. " + std::to_string(limits::kLayers));
             else e.repeat = *r;
+          } else if (key == "depth_gating") {
+            e.depth_gating = read_depth_gating(v, "model.schedule.depth_gating", c);
           } else {
-            error(&v, "model.schedule." + key, "unknown key" + did_you_mean(key, {"template", "repeat"}));
+            error(&v, "model.schedule." + key, "unknown key" + did_you_mean(key, {"template", "repeat", "depth_gating"}));
           }
         }
         if (e.template_name.empty()) error(&entry, "model.schedule.template", "is required");
@@ -254,7 +304,7 @@ class Loader {
                   "expected a layer index in [0, " + std::to_string(n_layers) + ")");
             continue;
           }
-          c.model.overrides[*layer] = read_template(entry, "model.overrides");
+          c.model.overrides[*layer] = read_template(entry, "model.overrides", c);
         }
       }
     }
@@ -502,7 +552,10 @@ std::vector<LayerTemplate> ExperimentConfig::layers() const {
   for (const auto& e : model.schedule) {
     auto it = model.templates.find(e.template_name);
     if (it == model.templates.end()) continue;
-    for (int64_t i = 0; i < e.repeat; ++i) out.push_back(it->second);
+    for (int64_t i = 0; i < e.repeat; ++i) {
+      out.push_back(it->second);
+      if (e.depth_gating) out.back().depth_gating = e.depth_gating;
+    }
   }
   for (const auto& [index, layer] : model.overrides)
     if (index < static_cast<int64_t>(out.size())) out[static_cast<size_t>(index)] = layer;
@@ -524,13 +577,28 @@ nlohmann::json ExperimentConfig::to_json() const {
     if (c.version) out["version"] = *c.version;
     return out;
   };
-  for (const auto& [name, t] : model.templates) j["model"]["templates"][name] = {{"mixer", choice(t.mixer)}, {"ffn", choice(t.ffn)}};
+  auto gating = [](const DepthGating& g) {
+    return nlohmann::json{{"capacity", g.capacity}, {"router", g.router}, {"aux_loss", g.aux_loss}};
+  };
+  auto layer = [&](const LayerTemplate& t) {
+    nlohmann::json out{{"mixer", choice(t.mixer)}, {"ffn", choice(t.ffn)}};
+    if (t.depth_gating) out["depth_gating"] = gating(*t.depth_gating);
+    return out;
+  };
+  for (const auto& [name, t] : model.templates) j["model"]["templates"][name] = layer(t);
   j["model"]["schedule"] = nlohmann::json::array();
-  for (const auto& e : model.schedule) j["model"]["schedule"].push_back({{"template", e.template_name}, {"repeat", e.repeat}});
+  for (const auto& e : model.schedule) {
+    nlohmann::json entry{{"template", e.template_name}, {"repeat", e.repeat}};
+    if (e.depth_gating) entry["depth_gating"] = gating(*e.depth_gating);
+    j["model"]["schedule"].push_back(entry);
+  }
   if (!model.overrides.empty()) {
     j["model"]["overrides"] = nlohmann::json::array();
-    for (const auto& [i, t] : model.overrides)
-      j["model"]["overrides"].push_back({{"layer", i}, {"mixer", choice(t.mixer)}, {"ffn", choice(t.ffn)}});
+    for (const auto& [i, t] : model.overrides) {
+      nlohmann::json entry = layer(t);
+      entry["layer"] = i;
+      j["model"]["overrides"].push_back(entry);
+    }
   }
   j["data"]["options"] = data.options;
   for (const auto& [name, m] : execution_modes) {

@@ -170,6 +170,9 @@ std::vector<Field> make_fields() {
       bool_field("model.tie_embeddings", MIXLAB_REF(bool, model.tie_embeddings), "share the embedding and LM head"),
       string_field("model.positional", MIXLAB_REF(std::string, model.positional), {"none", "learned"},
                    "absolute position embeddings (RoPE belongs to the attention plugin)"),
+      string_field("model.residual", MIXLAB_REF(std::string, model.residual), {"sequential", "parallel"},
+                   "how a layer's mixer and ffn meet the residual stream: one after the other, or side by side "
+                   "on one shared norm (h + mixer(norm(h)) + ffn(norm(h)), GPT-J/PaLM)"),
       float_field("model.dropout", MIXLAB_REF(double, model.dropout), 0, 0.9, false,
                   "dropout on the embeddings and each residual branch"),
       float_field("model.init_std", MIXLAB_REF(double, model.init_std), 0, 1, true,

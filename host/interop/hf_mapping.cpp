@@ -85,6 +85,10 @@ class Planner {
     if (m.norm != "rmsnorm") differ("model.norm = \"" + m.norm + "\": the HF classes mapped use RMSNorm");
     if (m.norm_position != "pre") differ("model.norm_position = \"" + m.norm_position + "\": the HF classes mapped are pre-norm");
     if (m.positional != "none") differ("model.positional = \"" + m.positional + "\": the HF classes mapped have no learned positions");
+    if (m.residual != "sequential") differ("model.residual = \"" + m.residual + "\": the HF classes mapped are sequential");
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (layers_[i].depth_gating)
+        differ("layer " + std::to_string(i) + " has depth_gating: the HF classes mapped have no mixture-of-depths router");
     std::set<std::string> mixers, ffns;
     for (const auto& l : layers_) mixers.insert(l.mixer.none ? "none" : l.mixer.plugin), ffns.insert(l.ffn.none ? "none" : l.ffn.plugin);
     auto only = [](const std::set<std::string>& s, std::set<std::string> allowed) {

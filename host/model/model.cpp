@@ -19,11 +19,17 @@ std::vector<LayerSlots> create_layers(const ExperimentConfig& config, const Regi
 }
 
 Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t vocab_size, torch::Device device)
-    : config_(config), vocab_(vocab_size), device_(device), layers_(create_layers(config, registry)) {
+    : config_(config),
+      vocab_(vocab_size),
+      device_(device),
+      layers_(create_layers(config, registry)),
+      context_(config.model, config.training.fused, [this](const std::string& name) -> const torch::Tensor& {
+        return param(name);
+      }) {
   const auto& m = config.model;
   const int64_t d = m.d_model;
   torch::NoGradGuard no_grad;
-  // One generator for the host's own parameters; plugins' parameters are seeded per layer.
+  // One generator for the host's own parameters; plugins' parameters (and routers) are seeded per layer.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(config.job.seed * 7919ull + 17);
   auto add = [&](const std::string& name, torch::Tensor t, bool decay) {
     index_[name] = params_.size();
@@ -38,23 +44,22 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
   };
   add("embed.weight", normal({vocab_, d}), false);
   if (m.positional == "learned") add("pos_embed.weight", normal({m.max_seq_len, d}), false);
+  const auto templates = config.layers();
+  const uint64_t layer_seed = config.job.seed * 1000003ull;
   for (size_t i = 0; i < layers_.size(); ++i) {
     std::string prefix = "layers." + std::to_string(i);
-    if (layers_[i].mixer) {
-      add_norm_params(prefix + ".norm1");
-      sublayers_.push_back({i, "mixer", layers_[i].mixer, prefix + ".norm1"});
-    }
-    if (layers_[i].ffn) {
-      add_norm_params(prefix + ".norm2");
-      sublayers_.push_back({i, "ffn", layers_[i].ffn, prefix + ".norm2"});
-    }
+    blocks_.push_back(make_block(i, layers_[i], templates[i], context_));
+    for (const auto& norm : blocks_.back()->norms()) add_norm_params(norm);
     for (auto [slot, inst] : {std::pair{"mixer", layers_[i].mixer}, std::pair{"ffn", layers_[i].ffn}}) {
       if (!inst) continue;
-      uint64_t seed = config.job.seed * 1000003ull + i * 2 + (std::string(slot) == "ffn");
+      uint64_t seed = layer_seed + i * 2 + (std::string(slot) == "ffn");
       auto values = inst->init_params(torch::kFloat32, torch::kCPU, seed, m.init_std);
       for (size_t p = 0; p < values.size(); ++p)
         add(prefix + "." + slot + "." + inst->params()[p].name, values[p].detach(), inst->params()[p].weight_decay());
     }
+    // Seeds past the plugins' (which use layer_seed + 0 .. 2 * layers - 1).
+    for (auto& p : blocks_.back()->extra_params(layer_seed + 2 * layers_.size() + i, m.init_std))
+      add(p.name, p.value, p.weight_decay);
   }
   if (m.norm_position == "pre") add_norm_params("final_norm");
   if (!m.tie_embeddings) add("lm_head.weight", normal({vocab_, d}), true);
@@ -71,29 +76,16 @@ int64_t Model::n_parameters() const {
 
 const torch::Tensor& Model::param(const std::string& name) const { return params_.at(index_.at(name)).tensor; }
 
-std::vector<torch::Tensor> Model::slot_params(size_t layer, const std::string& slot) const {
-  const auto& inst = slot == "mixer" ? layers_[layer].mixer : layers_[layer].ffn;
-  std::vector<torch::Tensor> out;
-  std::string prefix = "layers." + std::to_string(layer) + "." + slot + ".";
-  for (const auto& p : inst->params()) out.push_back(param(prefix + p.name));
-  return out;
+torch::Tensor Model::norm(const torch::Tensor& x, const std::string& prefix) const { return context_.norm(x, prefix); }
+
+Stream Model::first_stream(const torch::Tensor& h) const {
+  if (config_.model.norm_position != "pre") return Stream{h, h};
+  return Stream{h, context_.norm(h, blocks_.empty() ? "final_norm" : blocks_.front()->input_norm())};
 }
 
-torch::Tensor Model::norm(const torch::Tensor& x, const std::string& prefix) const {
-  const auto& m = config_.model;
-  if (m.norm == "layernorm")
-    return torch::layer_norm(x, {m.d_model}, param(prefix + ".weight"), param(prefix + ".bias"), m.norm_eps);
-  return torch::rms_norm(x, {m.d_model}, param(prefix + ".weight"), m.norm_eps);
-}
-
-AddNorm Model::add_norm(const torch::Tensor& h, const torch::Tensor& branch, size_t k) const {
-  const auto& m = config_.model;
-  const std::string& prefix = m.norm_position == "post" ? sublayers_[k].norm
-                              : k + 1 < sublayers_.size() ? sublayers_[k + 1].norm
-                                                          : std::string("final_norm");
-  auto bias = m.norm == "layernorm" ? param(prefix + ".bias") : torch::Tensor();
-  auto add_then_norm = config_.training.fused ? add_norm_fused : add_norm_reference;
-  return add_then_norm(h, branch, param(prefix + ".weight"), bias, m.norm_eps);
+std::string Model::norm_after(size_t b) const {
+  if (config_.model.norm_position != "pre") return "";  // post-norm blocks end with their own norm
+  return b + 1 < blocks_.size() ? blocks_[b + 1]->input_norm() : "final_norm";
 }
 
 torch::Tensor Model::embed(const torch::Tensor& tokens, int64_t start, bool training) const {
@@ -122,68 +114,38 @@ ModelOutput Model::forward_features(const torch::Tensor& tokens, bool training, 
                                 std::to_string(m.max_seq_len));
   ModelOutput out;
   out.aux_loss = torch::zeros({}, torch::TensorOptions().device(device_));
-  const bool pre = m.norm_position == "pre";
-  // h: the residual stream; x: the next sublayer's input (h normed in pre-norm).
-  auto h = embed(tokens, 0, training);
-  auto x = pre ? norm(h, sublayers_.empty() ? "final_norm" : sublayers_.front().norm) : h;
-  for (size_t k = 0; k < sublayers_.size(); ++k) {
-    const auto& s = sublayers_[k];
-    const std::string prefix = "layers." + std::to_string(s.layer);
-    CallOptions call{training, seed * 1315423911ull + s.layer * 2 + (s.slot == "ffn")};
-    auto r = s.instance->forward(x, slot_params(s.layer, s.slot), call);
-    auto [sum, normed] = add_norm(h, torch::dropout(r.y, m.dropout, training), k);
-    h = pre ? sum : normed;
-    x = normed;
-    size_t aux = 0, stat = 0;
-    for (const auto& side : s.instance->sides()) {
-      bool is_aux = side.kind == MIXLAB_SIDE_AUX_LOSS;
-      auto value = is_aux ? r.aux_losses[aux++] : r.statistics[stat++];
-      out.sides.push_back(SideOutput{prefix + "." + s.slot + "/" + side.name, value, is_aux ? side.coefficient : 0.0,
-                                     is_aux, side.kind == MIXLAB_SIDE_TOKEN_STATISTIC});
-      if (is_aux && side.coefficient != 0.0) out.aux_loss = out.aux_loss + side.coefficient * value;
-    }
-    const bool layer_done = k + 1 == sublayers_.size() || sublayers_[k + 1].layer != s.layer;
-    if (layer_outputs && layer_done) layer_outputs->push_back(h);
+  const BlockCall call{training, seed, &out.sides, &out.aux_loss};
+  Stream s = first_stream(embed(tokens, 0, training));
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    s = blocks_[b]->forward(s, norm_after(b), call);
+    if (layer_outputs) layer_outputs->push_back(s.h);
   }
-  out.features = x;
+  out.features = s.x;
   return out;
 }
 
-bool Model::can_decode() const {
-  return std::all_of(layers_.begin(), layers_.end(), [](const LayerSlots& l) { return !l.mixer || l.mixer->can_decode(); });
+bool Model::can_decode(int64_t batch) const {
+  return std::all_of(blocks_.begin(), blocks_.end(), [&](const auto& b) { return b->can_decode(batch); });
 }
 
 Model::DecodeSession Model::start_decode(int64_t batch) {
-  if (!can_decode()) throw std::runtime_error("not every mixer of this model declares decode");
+  if (!can_decode(batch))
+    throw std::runtime_error(can_decode(1) ? "a model with depth gating decodes one sequence at a time"
+                                           : "not every mixer of this model declares decode");
   DecodeSession s;
   s.model_ = this;
   auto dtype = params_.front().tensor.scalar_type();
-  for (auto& l : layers_) s.mixer_states_.push_back(l.mixer ? l.mixer->new_state(batch, dtype, device_) : nullptr);
+  for (const auto& b : blocks_) s.states_.push_back(b->new_state(batch, dtype, device_));
   return s;
 }
 
 torch::Tensor Model::DecodeSession::step(const torch::Tensor& tokens) {
   torch::NoGradGuard no_grad;
   Model& m = *model_;
-  const bool pre = m.config_.model.norm_position == "pre";
-  auto h = m.embed(tokens, position_, false);
-  auto x = pre ? m.norm(h, m.sublayers_.empty() ? "final_norm" : m.sublayers_.front().norm) : h;
-  for (size_t k = 0; k < m.sublayers_.size(); ++k) {
-    const auto& s = m.sublayers_[k];
-    torch::Tensor y;
-    if (s.slot == "mixer") {
-      std::vector<torch::Tensor> detached;
-      for (const auto& p : m.slot_params(s.layer, "mixer")) detached.push_back(p.detach());
-      y = mixer_states_[s.layer]->step(x, detached);
-    } else {  // FFNs are position-wise: their forward on the new tokens is their step.
-      y = s.instance->forward(x, m.slot_params(s.layer, "ffn")).y;
-    }
-    auto [sum, normed] = m.add_norm(h, y, k);
-    h = pre ? sum : normed;
-    x = normed;
-  }
+  Stream s = m.first_stream(m.embed(tokens, position_, false));
+  for (size_t b = 0; b < m.blocks_.size(); ++b) s = m.blocks_[b]->step(s, m.norm_after(b), states_[b]);
   position_ += tokens.size(1);
-  return torch::linear(x, m.head_weight());
+  return torch::linear(s.x, m.head_weight());
 }
 
 }  // namespace mixlab

@@ -1,14 +1,13 @@
 // The language model: token (and optional position) embeddings, a stack of
-// layers `norm -> mixer plugin -> residual -> norm -> ffn plugin -> residual`
-// (pre- or post-norm; a layer may lack either branch), a final norm and the LM
-// head. Everything that differs between architectures is a plugin; the host owns
-// every parameter. Between two sublayers the residual add and the next norm are
-// one step (model/residual_norm.hpp: fused, or the reference when
-// training.fused = false).
+// blocks (model/block.hpp: one per layer; by default `norm -> mixer plugin ->
+// residual -> norm -> ffn plugin -> residual`, pre- or post-norm, a layer may
+// lack either branch), a final norm and the LM head. Everything that differs
+// between architectures is a plugin or a kind of block; the host owns every
+// parameter.
 #pragma once
 
 #include "experiment/config.hpp"
-#include "model/residual_norm.hpp"
+#include "model/block.hpp"
 #include "runtime/instance.hpp"
 
 #include <torch/torch.h>
@@ -24,21 +23,6 @@ struct NamedParam {
   std::string name;
   torch::Tensor tensor;
   bool weight_decay = true;
-};
-
-// A slot the experiment marks "none" holds no instance (nullptr).
-struct LayerSlots {
-  std::shared_ptr<PluginInstance> mixer;
-  std::shared_ptr<PluginInstance> ffn;
-};
-
-// Plugin side outputs of one forward, per layer and slot.
-struct SideOutput {
-  std::string name;     // "layers.3.ffn/balance_loss"
-  torch::Tensor value;  // aux losses carry gradients; statistics are detached
-  double coefficient;   // aux losses: weight in the objective; statistics: 0
-  bool is_aux_loss;
-  bool per_token = false;  // a token statistic: (B, T, ...), for analyses rather than logs
 };
 
 struct ModelOutput {
@@ -57,6 +41,8 @@ class Model {
  public:
   Model(const ExperimentConfig& config, const Registry& registry, int64_t vocab_size, torch::Device device);
   ~Model();
+  Model(const Model&) = delete;  // the blocks' context refers to this model's parameters
+  Model& operator=(const Model&) = delete;
 
   // `layer_outputs`, when given, receives the residual stream after each layer.
   ModelOutput forward(const torch::Tensor& tokens, bool training, uint64_t seed,
@@ -79,8 +65,9 @@ class Model {
   int64_t n_parameters() const;
   torch::Device device() const { return device_; }
 
-  // Decode: one state per layer where every mixer declares decode.
-  bool can_decode() const;
+  // Decode: one state per block, when every block can continue `batch` sequences (every mixer
+  // declares decode; a model with depth gating decodes one sequence at a time).
+  bool can_decode(int64_t batch = 1) const;
   class DecodeSession {
    public:
     // Continues the sequences with tokens (B, T); returns logits (B, T, vocab).
@@ -90,31 +77,24 @@ class Model {
    private:
     friend class Model;
     Model* model_ = nullptr;
-    std::vector<std::unique_ptr<DecodeState>> mixer_states_;
+    std::vector<BlockState> states_;
     int64_t position_ = 0;
   };
   DecodeSession start_decode(int64_t batch);
 
  private:
-  // One plugin slot of a layer, in order, with the norm before (pre-norm) or after (post-norm) it.
-  struct Sublayer {
-    size_t layer;
-    std::string slot;  // "mixer" | "ffn"
-    std::shared_ptr<PluginInstance> instance;
-    std::string norm;  // "layers.3.norm1"
-  };
-
-  // h + branch and the norm that follows sublayer k: the next sublayer's (the final norm after the
-  // last) in pre-norm, k's own in post-norm.
-  AddNorm add_norm(const torch::Tensor& h, const torch::Tensor& branch, size_t k) const;
   torch::Tensor embed(const torch::Tensor& tokens, int64_t start, bool training) const;
-  std::vector<torch::Tensor> slot_params(size_t layer, const std::string& slot) const;
+  // The stream entering the first block: h, and its input norm applied in pre-norm.
+  Stream first_stream(const torch::Tensor& h) const;
+  // The norm after block b in pre-norm: the next block's input norm, final_norm after the last.
+  std::string norm_after(size_t b) const;
 
   ExperimentConfig config_;
   int64_t vocab_;
   torch::Device device_;
   std::vector<LayerSlots> layers_;
-  std::vector<Sublayer> sublayers_;
+  BlockContext context_;
+  std::vector<std::unique_ptr<Block>> blocks_;
   std::vector<NamedParam> params_;
   std::map<std::string, size_t> index_;
   std::unique_ptr<MtpHead> mtp_;

@@ -104,7 +104,9 @@ nlohmann::json model_facts(const Model& model, const ExperimentConfig& config, d
   nlohmann::json plugins = nlohmann::json::array(), layers = nlohmann::json::array();
   std::set<std::string> seen;
   double plugin_total = 0, plugin_active = 0, forward_flops = 0;
+  const auto templates = config.layers();
   for (size_t i = 0; i < model.layers().size(); ++i) {
+    forward_flops += layer_forward_flops(model.layers()[i], templates[i], config.model.d_model, config.data.seq_len);
     nlohmann::json layer{{"index", i}};
     for (auto [slot, inst] : {std::pair{"mixer", model.layers()[i].mixer}, std::pair{"ffn", model.layers()[i].ffn}}) {
       if (!inst) {  // a slot marked "none"
@@ -115,7 +117,6 @@ nlohmann::json model_facts(const Model& model, const ExperimentConfig& config, d
       auto cost = inst->cost(config.data.seq_len, 4);
       plugin_total += static_cast<double>(inst->n_parameters());
       plugin_active += cost.active_params;
-      forward_flops += cost.forward_flops;
       layer[slot] = ref.label();
       if (seen.insert(ref.label() + ref.library->path().string()).second)
         plugins.push_back({{"family", ref.family()},

@@ -1,0 +1,187 @@
+#include "model/block.hpp"
+
+#include "model/depth_gating.hpp"
+
+#include <algorithm>
+
+namespace mixlab {
+
+std::vector<torch::Tensor> BlockContext::plugin_params(const std::string& slot_prefix, const PluginInstance& inst) const {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : inst.params()) out.push_back(param(slot_prefix + "." + p.name));
+  return out;
+}
+
+torch::Tensor BlockContext::norm(const torch::Tensor& x, const std::string& prefix) const {
+  if (model_.norm == "layernorm")
+    return torch::layer_norm(x, {model_.d_model}, param(prefix + ".weight"), param(prefix + ".bias"), model_.norm_eps);
+  return torch::rms_norm(x, {model_.d_model}, param(prefix + ".weight"), model_.norm_eps);
+}
+
+AddNorm BlockContext::add_norm(const torch::Tensor& h, const torch::Tensor& branch, const std::string& norm) const {
+  if (norm.empty()) return AddNorm{h + branch, torch::Tensor()};
+  auto bias = model_.norm == "layernorm" ? param(norm + ".bias") : torch::Tensor();
+  auto add_then_norm = fused_ ? add_norm_fused : add_norm_reference;
+  return add_then_norm(h, branch, param(norm + ".weight"), bias, model_.norm_eps);
+}
+
+void BlockCall::record(SideOutput side) const {
+  if (side.is_aux_loss && side.coefficient != 0.0) *aux_loss = *aux_loss + side.coefficient * side.value;
+  sides->push_back(std::move(side));
+}
+
+namespace {
+
+// A block of plugin slots (a mixer, an ffn, or both): running one slot forward and in decode.
+class PluginBlock : public Block {
+ public:
+  PluginBlock(size_t index, const LayerSlots& slots, const BlockContext& context)
+      : index_(index), prefix_("layers." + std::to_string(index)), context_(context) {
+    if (slots.mixer) slots_.push_back({"mixer", slots.mixer});
+    if (slots.ffn) slots_.push_back({"ffn", slots.ffn});
+  }
+
+  bool can_decode(int64_t) const override {
+    return std::all_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.name != "mixer" || s.instance->can_decode(); });
+  }
+
+  BlockState new_state(int64_t batch, torch::ScalarType dtype, torch::Device device) const override {
+    BlockState state;
+    for (const auto& s : slots_)
+      if (s.name == "mixer") state.push_back(s.instance->new_state(batch, dtype, device));
+    return state;
+  }
+
+ protected:
+  struct Slot {
+    std::string name;  // "mixer" | "ffn"
+    std::shared_ptr<PluginInstance> instance;
+  };
+
+  // Slot k's plugin on x, its side outputs recorded as "layers.<i>.<slot>/<side>".
+  torch::Tensor run(size_t k, const torch::Tensor& x, const BlockCall& call) const {
+    const auto& s = slots_[k];
+    CallOptions options{call.training, call.seed * 1315423911ull + index_ * 2 + (s.name == "ffn")};
+    auto r = s.instance->forward(x, context_.plugin_params(prefix_ + "." + s.name, *s.instance), options);
+    size_t aux = 0, stat = 0;
+    for (const auto& side : s.instance->sides()) {
+      bool is_aux = side.kind == MIXLAB_SIDE_AUX_LOSS;
+      auto value = is_aux ? r.aux_losses[aux++] : r.statistics[stat++];
+      call.record(SideOutput{prefix_ + "." + s.name + "/" + side.name, value, is_aux ? side.coefficient : 0.0, is_aux,
+                             side.kind == MIXLAB_SIDE_TOKEN_STATISTIC});
+    }
+    return r.y;
+  }
+
+  // Slot k continuing the sequences: a mixer steps its decode state (states are in slot order);
+  // FFNs are position-wise, so their forward on the new tokens is their step.
+  torch::Tensor step_slot(size_t k, const torch::Tensor& x, BlockState& state) const {
+    const auto& s = slots_[k];
+    auto params = context_.plugin_params(prefix_ + "." + s.name, *s.instance);
+    if (s.name == "ffn") return s.instance->forward(x, params).y;
+    for (auto& p : params) p = p.detach();
+    return state.at(0)->step(x, params);
+  }
+
+  torch::Tensor dropout(const torch::Tensor& y, bool training) const {
+    return torch::dropout(y, context_.model().dropout, training);
+  }
+
+  size_t index_;
+  std::string prefix_;  // "layers.3"
+  const BlockContext& context_;
+  std::vector<Slot> slots_;
+};
+
+// norm -> mixer -> residual -> norm -> ffn -> residual, each slot with its own norm
+// (norm1 before the mixer, norm2 before the ffn; after them in post-norm).
+class SequentialBlock final : public PluginBlock {
+ public:
+  using PluginBlock::PluginBlock;
+
+  std::string input_norm() const override { return norm_of(0); }
+  std::vector<std::string> norms() const override {
+    std::vector<std::string> out;
+    for (size_t k = 0; k < slots_.size(); ++k) out.push_back(norm_of(k));
+    return out;
+  }
+
+  Stream forward(const Stream& in, const std::string& next_norm, const BlockCall& call) const override {
+    Stream s = in;
+    for (size_t k = 0; k < slots_.size(); ++k) s = add(s, dropout(run(k, s.x, call), call.training), k, next_norm);
+    return s;
+  }
+
+  Stream step(const Stream& in, const std::string& next_norm, BlockState& state) const override {
+    Stream s = in;
+    for (size_t k = 0; k < slots_.size(); ++k) s = add(s, step_slot(k, s.x, state), k, next_norm);
+    return s;
+  }
+
+ private:
+  std::string norm_of(size_t k) const { return prefix_ + (slots_[k].name == "mixer" ? ".norm1" : ".norm2"); }
+
+  // h + branch of slot k and the norm after it: the next slot's (or next_norm) in pre-norm, k's own in post-norm.
+  Stream add(const Stream& s, const torch::Tensor& branch, size_t k, const std::string& next_norm) const {
+    const bool pre = context_.pre_norm();
+    const std::string after = !pre ? norm_of(k) : k + 1 < slots_.size() ? norm_of(k + 1) : next_norm;
+    auto [sum, normed] = context_.add_norm(s.h, branch, after);
+    return Stream{pre ? sum : normed, normed};
+  }
+};
+
+// h + mixer(x) + ffn(x) with x = norm1(h) (pre-norm), or norm1(h + mixer(h) + ffn(h)) (post-norm).
+class ParallelBlock final : public PluginBlock {
+ public:
+  using PluginBlock::PluginBlock;
+
+  std::string input_norm() const override { return prefix_ + ".norm1"; }
+  std::vector<std::string> norms() const override { return {input_norm()}; }
+
+  Stream forward(const Stream& in, const std::string& next_norm, const BlockCall& call) const override {
+    torch::Tensor branch = run(0, in.x, call);
+    for (size_t k = 1; k < slots_.size(); ++k) branch = branch + run(k, in.x, call);
+    return add(in, dropout(branch, call.training), next_norm);
+  }
+
+  Stream step(const Stream& in, const std::string& next_norm, BlockState& state) const override {
+    torch::Tensor branch = step_slot(0, in.x, state);
+    for (size_t k = 1; k < slots_.size(); ++k) branch = branch + step_slot(k, in.x, state);
+    return add(in, branch, next_norm);
+  }
+
+ private:
+  Stream add(const Stream& s, const torch::Tensor& branch, const std::string& next_norm) const {
+    const bool pre = context_.pre_norm();
+    auto [sum, normed] = context_.add_norm(s.h, branch, pre ? next_norm : input_norm());
+    return Stream{pre ? sum : normed, normed};
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Block> make_block(size_t index, const LayerSlots& slots, const LayerTemplate& layer,
+                                  const BlockContext& context) {
+  std::unique_ptr<Block> block;
+  if (context.model().residual == "parallel") block = std::make_unique<ParallelBlock>(index, slots, context);
+  else block = std::make_unique<SequentialBlock>(index, slots, context);
+  if (layer.depth_gating) block = make_depth_gated_block(index, *layer.depth_gating, std::move(block), context);
+  return block;
+}
+
+int64_t layer_host_params(const LayerSlots& slots, const LayerTemplate& layer, const ExperimentConfig::Model& model) {
+  const int64_t per_norm = model.norm == "layernorm" ? 2 * model.d_model : model.d_model;
+  const int64_t n_norms = model.residual == "parallel" ? 1 : (slots.mixer ? 1 : 0) + (slots.ffn ? 1 : 0);
+  return n_norms * per_norm + (layer.depth_gating ? depth_router_params(model.d_model) : 0);
+}
+
+double layer_forward_flops(const LayerSlots& slots, const LayerTemplate& layer, int64_t d_model, int64_t seq_len) {
+  const double share = layer.depth_gating ? layer.depth_gating->capacity : 1.0;
+  const int64_t routed = layer.depth_gating ? routed_tokens(layer.depth_gating->capacity, seq_len) : seq_len;
+  double flops = 0;
+  for (const auto& inst : {slots.mixer, slots.ffn})
+    if (inst) flops += share * inst->cost(routed, 4).forward_flops;
+  return flops + (layer.depth_gating ? 2.0 * static_cast<double>(d_model) : 0.0);
+}
+
+}  // namespace mixlab
