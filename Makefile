@@ -13,7 +13,9 @@ deps:
 
 # A unity build (CMake compiles batches of 8 sources as one file) halves a cold build: each
 # LibTorch template is instantiated and optimised once per batch instead of once per file.
-# Configure without it (plain `cmake -B build`) for quick rebuilds of one edited file.
+# Configure without it (plain `cmake -B build`) for quick rebuilds of one edited file; the unit
+# tests are never batched (tests/CMakeLists.txt). Two host or plugin files that define the same
+# name in an anonymous namespace fail only in this build: name such helpers after their file.
 $(BUILD)/build.ninja:
 	cmake -G Ninja -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_UNITY_BUILD=ON .
 
