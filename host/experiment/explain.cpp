@@ -57,14 +57,15 @@ nlohmann::json kv_cache_comparison(const mixlab_cost& c, int64_t T) {
           {"gqa_kv_heads_same_bytes", per_token / c.kv_head_bytes_per_token}};
 }
 
-// One line per mixer that reports a KV-cache comparison, in order of first appearance.
+// One line per mixer that reports a KV-cache comparison, in order of first appearance (a
+// windowed layer of the same mixer has a bounded cache and no comparison).
 void print_kv_cache_comparisons(const nlohmann::json& rows) {
   std::vector<std::string> mixers;
   std::map<std::string, int> layers;
   for (const auto& row : rows)
     if (row.contains("kv_cache") && layers[row["mixer"].get<std::string>()]++ == 0) mixers.push_back(row["mixer"].get<std::string>());
   for (const auto& m : mixers) {
-    const auto& kv = (*std::find_if(rows.begin(), rows.end(), [&](const nlohmann::json& r) { return r["mixer"] == m; }))["kv_cache"];
+    const auto& kv = (*std::find_if(rows.begin(), rows.end(), [&](const nlohmann::json& r) { return r.contains("kv_cache") && r["mixer"] == m; }))["kv_cache"];
     const double per_token = kv["bytes_per_token"], mha = kv["mha_bytes_per_token"];
     std::ostringstream line;
     line << std::fixed << std::setprecision(1) << "\nKV cache per token and layer (bf16), " << m << " (" << layers[m]
