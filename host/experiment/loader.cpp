@@ -190,15 +190,15 @@ class Loader {
       if (key == "capacity") {
         if (!is_number || *number <= 0 || *number > 1)
           error(&v, field + ".capacity",
-                "expected a number in (0, 1] (the share of a sequence's tokens that pass the layer), got " + describe(v));
+                "expected a number in (0, 1] (the share of a sequence's tokens that pass the layer), got " + describe_value(v));
         else g.capacity = *number;
       } else if (key == "aux_loss") {
         if (!is_number || *number < 0 || *number > 100)
-          error(&v, field + ".aux_loss", "expected a number in [0, 100] (the router BCE loss's weight), got " + describe(v));
+          error(&v, field + ".aux_loss", "expected a number in [0, 100] (the router BCE loss's weight), got " + describe_value(v));
         else g.aux_loss = *number;
       } else if (key == "router") {
         if (!v.is_string() || v.as_string()->get() != "linear")
-          error(&v, field + ".router", "expected \"linear\" (a d_model -> 1 projection), got " + describe(v));
+          error(&v, field + ".router", "expected \"linear\" (a d_model -> 1 projection), got " + describe_value(v));
       } else {
         error(&v, field + "." + key,
               "unknown key" + did_you_mean(key, {"capacity", "router", "aux_loss"}) + "; expected capacity, router, aux_loss");
@@ -208,15 +208,6 @@ class Loader {
     if (c.model.norm_position != "pre")
       error(&n, field, "needs model.norm_position = \"pre\" (a skipped token keeps its residual stream unnormed)");
     return g;
-  }
-
-  static std::string describe(const toml::node& n) {
-    std::ostringstream s;
-    if (n.is_string()) s << '"' << n.as_string()->get() << '"';
-    else if (n.is_table()) s << "a table";
-    else if (n.is_array()) s << "a list";
-    else n.visit([&](const auto& v) { s << v; });
-    return s.str();
   }
 
   LayerTemplate read_template(const toml::node& n, const std::string& field, const ExperimentConfig& c) {
