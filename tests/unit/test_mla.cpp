@@ -2,6 +2,7 @@
 // writes past an older host's struct), explain's KV-cache comparison with
 // multi-head attention and GQA, a latent as wide as d_model refused at the
 // key's line, and a short run that generates through the latent cache. The numerics are the plugin's family checks (conformance.mixlab_mla).
+#include "decode_run_check.hpp"
 #include "host_test_helpers.hpp"
 #include "runtime/host_api.hpp"
 
@@ -117,19 +118,5 @@ TEST_CASE("bad input: an MLA latent as wide as d_model is refused at its line") 
 }
 
 TEST_CASE("mla: a short run trains, and generate continues a prompt through the latent cache") {
-  auto out = scratch("mla-run");
-  auto run = host("run " + kMlaSmall + " --output-dir " + out.string() + mixlab::test::cache_args() +
-                  " --set training.steps=3 --set training.batch_size=2 --set validation.every=0"
-                  " --set checkpoint.every=0 --set training.threads=1");
-  INFO(run.output);
-  REQUIRE(run.exit_code == 0);
-  auto m = mixlab::test::read_json(out / "manifest.json");
-  CHECK(m["status"] == "completed");
-  CHECK(std::isfinite(m["results"]["final_train_loss"].get<double>()));
-  auto gen = host("generate " + out.string() + " --prompt \"the cat\" --tokens 12 --temperature 0");
-  INFO(gen.output);
-  CHECK(gen.exit_code == 0);
-  CHECK(gen.output.find("(decode steps)") != std::string::npos);
-  CHECK(gen.output.find("the cat") != std::string::npos);
-  std::filesystem::remove_all(out);
+  mixlab::test::check_trains_and_decodes(kMlaSmall, "mla-run");
 }

@@ -2,6 +2,7 @@
 // does not implement is refused at the key's line; a short run trains and
 // generate continues a prompt through the memory state. The numerics are the
 // plugin's family checks (conformance.mixlab_titans).
+#include "decode_run_check.hpp"
 #include "host_test_helpers.hpp"
 
 #include <doctest/doctest.h>
@@ -47,19 +48,5 @@ TEST_CASE("bad input: a Titans memory_type that is not implemented is refused at
 }
 
 TEST_CASE("titans: a short run trains, and generate continues a prompt through the memory state") {
-  auto out = scratch("titans-run");
-  auto run = host("run " + kTitansSmall + " --output-dir " + out.string() + mixlab::test::cache_args() +
-                  " --set training.steps=3 --set training.batch_size=2 --set validation.every=0"
-                  " --set checkpoint.every=0 --set training.threads=1");
-  INFO(run.output);
-  REQUIRE(run.exit_code == 0);
-  auto m = mixlab::test::read_json(out / "manifest.json");
-  CHECK(m["status"] == "completed");
-  CHECK(std::isfinite(m["results"]["final_train_loss"].get<double>()));
-  auto gen = host("generate " + out.string() + " --prompt \"the cat\" --tokens 12 --temperature 0");
-  INFO(gen.output);
-  CHECK(gen.exit_code == 0);
-  CHECK(gen.output.find("(decode steps)") != std::string::npos);
-  CHECK(gen.output.find("the cat") != std::string::npos);
-  std::filesystem::remove_all(out);
+  mixlab::test::check_trains_and_decodes(kTitansSmall, "titans-run");
 }
