@@ -9,11 +9,11 @@
 #include <mixlab/testing.hpp>
 
 #include <algorithm>
-#include <numeric>
 
 namespace mixlab::hyena {
 namespace {
 
+using testing::decode_in_chunks;
 using testing::expect_close;
 using testing::scaled_max_error;
 using torch::Tensor;
@@ -163,18 +163,11 @@ void step_equals_forward_of(uint64_t seed, std::vector<CheckResult>& results) {
     const int64_t T = 37;
     auto x = input(2, T, torch::kFloat64);
     Tensor y = m.forward(x, p, {}).y;
-    std::vector<int64_t> every_token(T + 1);
-    std::iota(every_token.begin(), every_token.end(), 0);
     const std::vector<std::pair<std::string, std::vector<int64_t>>> splits{
-        {"token by token", every_token}, {"chunks 5,1,14,17", {0, 5, 6, 20, T}}};
-    for (const auto& [how, cuts] : splits) {
-      auto state = m.new_state(2, x.options());
-      std::vector<Tensor> parts;
-      for (size_t i = 0; i + 1 < cuts.size(); ++i)
-        parts.push_back(m.step(*state, x.slice(1, cuts[i], cuts[i + 1]), p));
+        {"token by token", std::vector<int64_t>(T, 1)}, {"chunks 5,1,14,17", {5, 1, 14, 17}}};
+    for (const auto& [how, chunks] : splits)
       results.push_back(expect_close(std::string(LongConv::impl) + " " + how + " " + config,
-                                     scaled_max_error(torch::cat(parts, 1), y), kFloat64Tol));
-    }
+                                     scaled_max_error(decode_in_chunks(m, x, chunks, p), y), kFloat64Tol));
   }
 }
 

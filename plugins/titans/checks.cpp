@@ -191,16 +191,9 @@ CheckResult decode_equals_forward(const std::string& name, uint64_t seed) {
     auto x = normal({kBatch, T, kDModel}, torch::kFloat64, seed + 1);
     auto y = make<Naive>(config).forward(x, params, {false, 0}).y;
     for (const std::vector<int64_t>& chunks : {std::vector<int64_t>(T, 1), std::vector<int64_t>{5, 1, 9, 2, 6}}) {
-      auto state = m.new_state(kBatch, x.options());
-      std::vector<Tensor> outs;
-      int64_t at = 0;
-      for (int64_t n : chunks) {
-        outs.push_back(m.step(*state, x.narrow(1, at, n), params));
-        at += n;
-      }
       const std::string how = static_cast<int64_t>(chunks.size()) == T ? "token by token" : "chunks 5,1,9,2,6";
       results.push_back(mt::expect_close(name + " decode " + how + " vs naive forward, " + config_name,
-                                         mt::scaled_max_error(torch::cat(outs, 1), y), 1e-10));
+                                         mt::scaled_max_error(mt::decode_in_chunks(m, x, chunks, params), y), 1e-10));
     }
   }
   return mt::all_of(results);

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <vector>
 
 namespace mixlab::testing {
 
@@ -84,6 +85,21 @@ inline Params with_grad(const Params& p) {
 
 inline CreateArgs args(int64_t d_model, int64_t max_seq_len, const std::string& config_json) {
   return CreateArgs{d_model, max_seq_len, Config(config_json)};
+}
+
+// `module`'s decode of x (B, T, d) in chunks of the given sizes (they sum to T), the chunks'
+// outputs concatenated: what a check compares with the forward. Token by token is
+// std::vector<int64_t>(T, 1); uneven chunks test that a step continues where the last ended.
+inline torch::Tensor decode_in_chunks(const Module& module, const torch::Tensor& x, const std::vector<int64_t>& chunks,
+                                      const Params& params) {
+  auto state = module.new_state(x.size(0), x.options());
+  std::vector<torch::Tensor> outs;
+  int64_t at = 0;
+  for (int64_t n : chunks) {
+    outs.push_back(module.step(*state, x.narrow(1, at, n), params));
+    at += n;
+  }
+  return torch::cat(outs, 1);
 }
 
 // Pass when error <= tolerance (never for NaN or infinity); the message names what was compared.
