@@ -18,7 +18,7 @@ void add_interop_commands(CLI::App& app, Action& action) {
     action = [&] {
       auto r = export_hf(model_dir, export_dir);
       std::cout << export_dir << ": " << r.model_type << " (transformers.AutoModelForCausalLM.from_pretrained); "
-                << r.tokenizer_note << "\n";
+                << r.tokenizer_note << (r.left_out.empty() ? "" : "; " + r.left_out) << "\n";
       return 0;
     };
   });

@@ -55,7 +55,7 @@ ExportResult export_hf(const std::filesystem::path& model_dir, const std::filesy
     if (!id.value().is_null()) generation[id.key()] = id.value();
   write_file_atomic(dir / "generation_config.json", generation.dump(2) + "\n");
   for (const auto& [name, contents] : tokenizer.files) write_file_atomic(dir / name, contents);
-  ExportResult result{plan.model_type, tokenizer.note};
+  ExportResult result{plan.model_type, tokenizer.note, plan.left_out};
   out.commit();
   return result;
 }

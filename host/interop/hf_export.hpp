@@ -14,6 +14,7 @@ namespace mixlab {
 struct ExportResult {
   std::string model_type;
   std::string tokenizer_note;  // what was written for the tokenizer, or why nothing
+  std::string left_out;        // what of the model is not in the folder and why ("": nothing)
 };
 
 ExportResult export_hf(const std::filesystem::path& model_dir, const std::filesystem::path& output_dir);

@@ -346,8 +346,15 @@ class Planner {
         {"w_in", "gate_proj.weight"}, {"w_gate", "up_proj.weight"}, {"w_out", "down_proj.weight"},
         {"b_in", "gate_proj.bias"},   {"b_gate", "up_proj.bias"},   {"b_out", "down_proj.bias"}};
     static const std::map<std::string, std::string> experts{{"w_in", "w1"}, {"w_gate", "w3"}, {"w_out", "w2"}};
+    int64_t mtp_params = 0;
     for (const auto& p : model_.parameters()) {
       const std::string& n = p.name;
+      // The multi-token prediction modules are a training objective: the logits never use
+      // them, and no HF class has a place for them (DeepSeek-V3's own HF model skips them too).
+      if (n.rfind("mtp.", 0) == 0) {
+        mtp_params += p.tensor.numel();
+        continue;
+      }
       auto add = [&](const std::string& hf, int64_t expert = -1) { plan_.tensors.push_back({hf, n, expert}); };
       if (n == "embed.weight") add(root + (m2 ? "embeddings.weight" : "embed_tokens.weight"));
       else if (n == "final_norm.weight") add(root + (m2 ? "norm_f.weight" : ba ? "final_layernorm.weight" : "norm.weight"));
@@ -371,6 +378,9 @@ class Planner {
         else differ("parameter " + n + " has no " + t + " counterpart");
       } else differ("parameter " + n + " has no " + t + " counterpart");
     }
+    if (mtp_params > 0)
+      plan_.left_out = "left out: the " + std::to_string(c_.model.mtp.depth) + " multi-token prediction module(s) (" +
+                       std::to_string(mtp_params) + " parameters, mtp.*), a training objective the logits do not use";
   }
 
   const ExperimentConfig& c_;

@@ -26,6 +26,7 @@ struct HfPlan {
   nlohmann::json config;               // config.json
   std::vector<HfTensor> tensors;       // in model order
   std::vector<std::string> differences;  // non-empty: no exact HF equivalent (why)
+  std::string left_out;                // what of the model is not exported and why ("": nothing)
 };
 
 // The plan for a built model (its instances give the resolved shapes).

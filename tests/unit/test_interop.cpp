@@ -427,6 +427,24 @@ TEST_SUITE("interop") {
     CHECK(r.exit_code == 1);
     CHECK(r.output.find("prefix_mean") != std::string::npos);
 
+    // Multi-token prediction modules (training only) are left out, said so; transformers'
+    // Llama computes the main model's logits exactly.
+    must("compile " + llama + " --output-dir " + (dir / "mtp").string() + " --set model.mtp.depth=2" + cache_args());
+    auto said = must("export " + (dir / "mtp").string() + " --format hf --output-dir " + (dir / "hf-mtp").string());
+    CHECK(said.find("left out: the 2 multi-token prediction module(s)") != std::string::npos);
+    for (const auto& [name, t] : tensors_of(dir / "hf-mtp" / "model.safetensors")) CHECK(name.find("mtp") == std::string::npos);
+    const auto ids = ids_file(dir);
+    must("forward " + (dir / "mtp").string() + " --input " + ids.string() + " --output " + (dir / "mtp.safetensors").string());
+    r = mixlab::test::run_command("python3 " + interop_file("hf_logits.py").string() + " " + (dir / "hf-mtp").string() +
+                                  " " + (dir / "mtp.safetensors").string());
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    auto at = r.output.find("{\"dir\"");
+    REQUIRE(at != std::string::npos);
+    auto compared = nlohmann::json::parse(r.output.substr(at, r.output.find('\n', at) - at));
+    CHECK(compared["class"] == "LlamaForCausalLM");
+    CHECK(compared["rel_rms"].get<double>() <= 1e-5);
+    CHECK(compared["not_loaded"].empty());
+
     // Not a model folder.
     fs::create_directories(dir / "empty");
     std::ofstream(dir / "ids.txt") << "1 2 3\n";
