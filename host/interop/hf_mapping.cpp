@@ -89,6 +89,9 @@ class Planner {
     for (size_t i = 0; i < layers_.size(); ++i)
       if (layers_[i].depth_gating)
         differ("layer " + std::to_string(i) + " has depth_gating: the HF classes mapped have no mixture-of-depths router");
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (layers_[i].streams)
+        differ("layer " + std::to_string(i) + " has parallel streams: the HF classes mapped have one mixer per layer");
     std::set<std::string> mixers, ffns;
     for (const auto& l : layers_) mixers.insert(l.mixer.none ? "none" : l.mixer.plugin), ffns.insert(l.ffn.none ? "none" : l.ffn.plugin);
     auto only = [](const std::set<std::string>& s, std::set<std::string> allowed) {
