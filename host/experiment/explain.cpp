@@ -110,7 +110,7 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
         auto c = inst->cost(T, 2);
         sc.state_bytes += c.state_bytes;
         sc.state_grows = sc.state_grows || c.state_grows;
-        mixer += (mixer.empty() ? "" : " || ") + inst->ref().label();
+        mixer += (mixer.empty() ? "" : " + ") + inst->ref().label();
       }
       mixer += " [" + streams->merge + "]";
       const double cache = 2.0 * static_cast<double>(parallel_streams_cache_per_token(*streams, d) * T);
@@ -174,23 +174,29 @@ void print_explain(const ExperimentConfig& config, const nlohmann::json& r) {
   std::cout << config.job.name << ": d_model " << config.model.d_model << ", max_seq_len " << config.model.max_seq_len
             << ", vocab " << r["vocab_size"] << ", " << config.model.norm << " (" << config.model.norm_position
             << "-norm" << (config.model.residual == "parallel" ? ", parallel residual" : "") << ")\n\n";
-  std::cout << std::left << std::setw(6) << "layer" << std::setw(34) << "mixer" << std::setw(26) << "ffn" << std::setw(10)
-            << "params" << std::setw(10) << "active" << "decode state (bf16, T=" << config.model.max_seq_len << ")\n";
-  for (const auto& row : r["layers"]) {
+  auto mixer_label = [](const nlohmann::json& row) {
     std::string mixer = row["mixer"].get<std::string>();
     if (row.contains("depth_gating_capacity")) {  // mixture-of-depths: "attention [MoD 12.5%]"
       std::ostringstream capacity;
       capacity << 100.0 * row["depth_gating_capacity"].get<double>();
       mixer += " [MoD " + capacity.str() + "%]";
     }
-    std::cout << std::left << std::setw(6) << row["index"].get<int>() << std::setw(34) << mixer
+    return mixer;
+  };
+  size_t width = 34;  // wider for a long label (parallel streams: "attention/sdpa@1.0.0 + mamba/... [gated]")
+  for (const auto& row : r["layers"]) width = std::max(width, mixer_label(row).size() + 2);
+  std::cout << std::left << std::setw(6) << "layer" << std::setw(static_cast<int>(width)) << "mixer" << std::setw(26) << "ffn"
+            << std::setw(10) << "params" << std::setw(10) << "active" << "decode state (bf16, T=" << config.model.max_seq_len
+            << ")\n";
+  for (const auto& row : r["layers"]) {
+    std::cout << std::left << std::setw(6) << row["index"].get<int>() << std::setw(static_cast<int>(width)) << mixer_label(row)
               << std::setw(26) << row["ffn"].get<std::string>() << std::setw(10) << human_count(row["params"])
               << std::setw(10) << human_count(row["active_params"]) << human_bytes(row["decode_state_bytes"])
               << (row["state_grows"].get<bool>() ? " (grows with context)" : "") << "\n";
   }
   if (!r["mtp"].is_null()) {
     const auto& mtp = r["mtp"];
-    std::cout << std::left << std::setw(6) << "mtp" << std::setw(34) << mtp["mixer"].get<std::string>() << std::setw(26)
+    std::cout << std::left << std::setw(6) << "mtp" << std::setw(static_cast<int>(width)) << mtp["mixer"].get<std::string>() << std::setw(26)
               << mtp["ffn"].get<std::string>() << std::setw(10) << human_count(mtp["params_per_module"])
               << "x " << mtp["depth"] << " multi-token prediction modules: " << human_count(mtp["params"])
               << " parameters, training only (not used by generate; in the totals below)\n";

@@ -20,11 +20,11 @@ std::string mixer_kind(const PluginChoice& mixer) {
   return (mixer.none ? std::string("none") : mixer.plugin) + (mixer.config.contains("window") ? " (window)" : "");
 }
 
-// A layer's mixer kind; parallel streams: "attention (window) || mamba [gated]".
+// A layer's mixer kind; parallel streams: "attention (window) + mamba [gated]".
 std::string layer_mixer_kind(const LayerTemplate& layer) {
   if (!layer.streams) return mixer_kind(layer.mixer);
   std::string kind;
-  for (const auto& s : layer.streams->streams) kind += (kind.empty() ? "" : " || ") + mixer_kind(s.mixer);
+  for (const auto& s : layer.streams->streams) kind += (kind.empty() ? "" : " + ") + mixer_kind(s.mixer);
   return kind + " [" + layer.streams->merge + "]";
 }
 

@@ -223,7 +223,7 @@ TEST_CASE("explain counts the streams' parameters and FLOPs as the model allocat
     CHECK(report["train_flops_per_token"].get<double>() == doctest::Approx(3.0 * (plugins + merge + 2.0 * 16 * 256)));
     const std::string mixer = report["layers"][0]["mixer"];
     CHECK(mixer.find("attention") == 0);
-    CHECK(mixer.find(" || mamba") != std::string::npos);
+    CHECK(mixer.find(" + mamba") != std::string::npos);
     CHECK(mixer.find("[" + c.merge + "]") != std::string::npos);
     CHECK(report["layers"][0]["state_grows"].get<bool>());
   }
