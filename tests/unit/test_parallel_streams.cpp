@@ -1,7 +1,8 @@
 // Parallel streams (host/model/parallel_streams.hpp): every merge (concat with a
 // narrower stream, add, gated, cross_attn with three streams) against a naive
 // float64 reference that writes each merge out stream by stream and token by token,
-// forward and backward; decode equals the forward; explain counts what the model
+// forward and backward (relative error: logits 1e-5, every parameter's gradient 1e-4, the model in
+// float32); decode equals the forward (1e-5); explain counts what the model
 // allocates and the merge's FLOPs; bad streams are refused with their line; the
 // small experiment trains and generates through decode steps.
 #include "decode_run_check.hpp"
