@@ -42,12 +42,29 @@ struct DepthGating {
   SourcePos pos;
 };
 
+// Parallel streams (host/model/parallel_streams.hpp): mixers side by side on the layer's normed
+// input, merged into the one branch that takes the mixer's place.
+struct StreamSpec {
+  PluginChoice mixer;
+  int64_t width = 0;  // the mixer's width; 0: d_model (else an input projection d_model -> width)
+  SourcePos pos;
+};
+struct ParallelStreams {
+  std::vector<StreamSpec> streams;  // two or more
+  std::string merge;                // concat | add | gated | cross_attn
+  int64_t merge_heads = 1;          // cross_attn: heads of the cross-attention
+  SourcePos pos;
+};
+
 // A layer: `norm -> mixer -> residual -> norm -> ffn -> residual`; a slot that is
 // "none" has neither its norm nor its residual branch (at most one is "none").
 struct LayerTemplate {
-  PluginChoice mixer;
+  PluginChoice mixer;  // "none" when the layer has streams
   PluginChoice ffn;
   std::optional<DepthGating> depth_gating;
+  std::optional<ParallelStreams> streams;
+  // The layer's plugin choices with their slot ("mixer", "streams.1.mixer", "ffn"), "none" left out.
+  std::vector<std::pair<std::string, const PluginChoice*>> plugins() const;
 };
 
 struct ScheduleEntry {

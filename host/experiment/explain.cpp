@@ -5,6 +5,7 @@
 #include "experiment/memory_estimate.hpp"
 #include "model/model.hpp"
 #include "model/mtp_head.hpp"
+#include "model/parallel_streams.hpp"
 
 #include <algorithm>
 #include <iomanip>
@@ -92,21 +93,39 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
     return inst ? inst->cost(t, bytes) : mixlab_cost{};
   };
   for (size_t i = 0; i < layers.size(); ++i) {
-    const auto& mixer = layers[i].mixer;
     const auto& ffn = layers[i].ffn;
-    auto mc = cost(mixer, config.data.seq_len, 4), fc = cost(ffn, config.data.seq_len, 4), sc = cost(mixer, T, 2);
-    // The layer's norms (and a depth-gating router), as the Model allocates them.
+    // The layer's norms (and a depth-gating router, streams' projections and merge), as the Model allocates them.
     const double host = static_cast<double>(layer_host_params(layers[i], templates[i], config.model));
-    double params = static_cast<double>((mixer ? mixer->n_parameters() : 0) + (ffn ? ffn->n_parameters() : 0)) + host;
+    double params = host, layer_active = host;
+    for (const auto& [slot, inst] : layers[i].plugins()) {
+      params += static_cast<double>(inst->n_parameters());
+      layer_active += inst->cost(config.data.seq_len, 4).active_params;
+    }
+    // The decode state: the mixer's, or every stream's plus a cross-attention merge's cache.
+    auto sc = cost(layers[i].mixer, T, 2);
+    std::string mixer = layers[i].mixer ? layers[i].mixer->ref().label() : "none";
+    if (const auto& streams = templates[i].streams) {
+      mixer.clear();
+      for (const auto& inst : layers[i].streams) {
+        auto c = inst->cost(T, 2);
+        sc.state_bytes += c.state_bytes;
+        sc.state_grows = sc.state_grows || c.state_grows;
+        mixer += (mixer.empty() ? "" : " + ") + inst->ref().label();
+      }
+      mixer += " [" + streams->merge + "]";
+      const double cache = 2.0 * static_cast<double>(parallel_streams_cache_per_token(*streams, d) * T);
+      sc.state_bytes += cache;
+      sc.state_grows = sc.state_grows || cache > 0;
+    }
     total += params;
-    active += mc.active_params + fc.active_params + host;
+    active += layer_active;
     forward_flops += layer_forward_flops(layers[i], templates[i], d, config.data.seq_len);
     state_bytes += sc.state_bytes;
     grows = grows || sc.state_grows;
-    rows.push_back({{"index", i}, {"mixer", mixer ? mixer->ref().label() : "none"}, {"ffn", ffn ? ffn->ref().label() : "none"},
-                    {"params", params}, {"active_params", mc.active_params + fc.active_params + host},
+    rows.push_back({{"index", i}, {"mixer", mixer}, {"ffn", ffn ? ffn->ref().label() : "none"},
+                    {"params", params}, {"active_params", layer_active},
                     {"decode_state_bytes", sc.state_bytes}, {"state_grows", static_cast<bool>(sc.state_grows)}});
-    if (auto kv = kv_cache_comparison(sc, T); !kv.is_null()) rows.back()["kv_cache"] = kv;
+    if (auto kv = kv_cache_comparison(sc, T); !kv.is_null() && !templates[i].streams) rows.back()["kv_cache"] = kv;
     // Mixture-of-depths: FLOPs count the capacity share of tokens; the decode state is an upper bound.
     if (templates[i].depth_gating) rows.back()["depth_gating_capacity"] = templates[i].depth_gating->capacity;
   }
@@ -155,23 +174,29 @@ void print_explain(const ExperimentConfig& config, const nlohmann::json& r) {
   std::cout << config.job.name << ": d_model " << config.model.d_model << ", max_seq_len " << config.model.max_seq_len
             << ", vocab " << r["vocab_size"] << ", " << config.model.norm << " (" << config.model.norm_position
             << "-norm" << (config.model.residual == "parallel" ? ", parallel residual" : "") << ")\n\n";
-  std::cout << std::left << std::setw(6) << "layer" << std::setw(34) << "mixer" << std::setw(26) << "ffn" << std::setw(10)
-            << "params" << std::setw(10) << "active" << "decode state (bf16, T=" << config.model.max_seq_len << ")\n";
-  for (const auto& row : r["layers"]) {
+  auto mixer_label = [](const nlohmann::json& row) {
     std::string mixer = row["mixer"].get<std::string>();
     if (row.contains("depth_gating_capacity")) {  // mixture-of-depths: "attention [MoD 12.5%]"
       std::ostringstream capacity;
       capacity << 100.0 * row["depth_gating_capacity"].get<double>();
       mixer += " [MoD " + capacity.str() + "%]";
     }
-    std::cout << std::left << std::setw(6) << row["index"].get<int>() << std::setw(34) << mixer
+    return mixer;
+  };
+  size_t width = 34;  // wider for a long label (parallel streams: "attention/sdpa@1.0.0 + mamba/... [gated]")
+  for (const auto& row : r["layers"]) width = std::max(width, mixer_label(row).size() + 2);
+  std::cout << std::left << std::setw(6) << "layer" << std::setw(static_cast<int>(width)) << "mixer" << std::setw(26) << "ffn"
+            << std::setw(10) << "params" << std::setw(10) << "active" << "decode state (bf16, T=" << config.model.max_seq_len
+            << ")\n";
+  for (const auto& row : r["layers"]) {
+    std::cout << std::left << std::setw(6) << row["index"].get<int>() << std::setw(static_cast<int>(width)) << mixer_label(row)
               << std::setw(26) << row["ffn"].get<std::string>() << std::setw(10) << human_count(row["params"])
               << std::setw(10) << human_count(row["active_params"]) << human_bytes(row["decode_state_bytes"])
               << (row["state_grows"].get<bool>() ? " (grows with context)" : "") << "\n";
   }
   if (!r["mtp"].is_null()) {
     const auto& mtp = r["mtp"];
-    std::cout << std::left << std::setw(6) << "mtp" << std::setw(34) << mtp["mixer"].get<std::string>() << std::setw(26)
+    std::cout << std::left << std::setw(6) << "mtp" << std::setw(static_cast<int>(width)) << mtp["mixer"].get<std::string>() << std::setw(26)
               << mtp["ffn"].get<std::string>() << std::setw(10) << human_count(mtp["params_per_module"])
               << "x " << mtp["depth"] << " multi-token prediction modules: " << human_count(mtp["params"])
               << " parameters, training only (not used by generate; in the totals below)\n";

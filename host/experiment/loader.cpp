@@ -210,25 +210,111 @@ class Loader {
     return g;
   }
 
+  // One stream: `{ mixer = { plugin = "..." }, width = 96 }` (width optional: d_model).
+  StreamSpec read_stream(const toml::node& n, const std::string& field, const ExperimentConfig& c) {
+    StreamSpec s;
+    s.pos = pos_of(n, file_);
+    const auto* table = n.as_table();
+    if (!table) {
+      error(&n, field, "expected a table { mixer = { plugin = \"...\" }, width = N }, got " + describe_value(n));
+      return s;
+    }
+    for (const auto& [k, v] : *table) {
+      std::string key(k.str());
+      if (key == "mixer") {
+        s.mixer = read_choice(v, field + ".mixer");
+      } else if (key == "width") {
+        auto w = v.value<int64_t>();
+        if (!v.is_integer() || !w || *w < 1 || *w > limits::kWidth)
+          error(&v, field + ".width", "expected an integer in 1 .. " + std::to_string(limits::kWidth) +
+                                          " (the stream's mixer width), got " + describe_value(v));
+        else s.width = *w == c.model.d_model ? 0 : *w;
+      } else {
+        error(&v, field + "." + key, "unknown key" + did_you_mean(key, {"mixer", "width"}) + "; a stream's keys: mixer, width");
+      }
+    }
+    if (!table->contains("mixer")) error(&n, field + ".mixer", "is required (a mixer plugin table)");
+    return s;
+  }
+
+  // `streams = [{ mixer = ... }, { mixer = ..., width = 96 }]`, `merge = "..."`, `merge_heads = N`
+  // (host/model/parallel_streams.hpp).
+  ParallelStreams read_streams(const toml::table& t, const std::string& field, const ExperimentConfig& c) {
+    ParallelStreams p;
+    const auto* list = t.get("streams");
+    p.pos = pos_of(*list, file_);
+    const auto* array = list->as_array();
+    if (!array || array->size() < 2 || array->size() > limits::kStreams) {
+      error(list, field + ".streams", "expected a list of 2 .. " + std::to_string(limits::kStreams) +
+                                          " streams [{ mixer = { plugin = \"...\" } }, ...], got " + describe_value(*list));
+      return p;
+    }
+    for (size_t k = 0; k < array->size(); ++k)
+      p.streams.push_back(read_stream(*array->get(k), field + ".streams." + std::to_string(k), c));
+    const auto* merge = t.get("merge");
+    const std::vector<std::string> merges{"concat", "add", "gated", "cross_attn"};
+    if (!merge) {
+      error(list, field + ".merge", "is required with streams: \"concat\", \"add\", \"gated\" or \"cross_attn\"");
+      return p;
+    }
+    if (!merge->is_string() || std::find(merges.begin(), merges.end(), merge->as_string()->get()) == merges.end()) {
+      const std::string got = merge->is_string() ? merge->as_string()->get() : "";
+      error(merge, field + ".merge", "expected \"concat\", \"add\", \"gated\" or \"cross_attn\", got " +
+                                         describe_value(*merge) + did_you_mean(got, merges));
+      return p;
+    }
+    p.merge = merge->as_string()->get();
+    if (const auto* heads = t.get("merge_heads")) {
+      auto h = heads->value<int64_t>();
+      if (p.merge != "cross_attn")
+        error(heads, field + ".merge_heads", "only a cross_attn merge has heads (merge is \"" + p.merge + "\")");
+      else if (!heads->is_integer() || !h || *h < 1 || c.model.d_model % *h != 0)
+        error(heads, field + ".merge_heads", "expected an integer >= 1 that divides d_model " +
+                                                 std::to_string(c.model.d_model) + ", got " + describe_value(*heads));
+      else p.merge_heads = *h;
+    }
+    // Only concat projects the streams back to d_model; the other merges combine them channel by channel.
+    if (p.merge != "concat")
+      for (size_t k = 0; k < p.streams.size(); ++k)
+        if (p.streams[k].width != 0) {
+          const auto* table = array->get(k)->as_table();
+          error(table && table->get("width") ? table->get("width") : array->get(k), field + ".streams." + std::to_string(k) + ".width",
+                "merge = \"" + p.merge + "\" combines the streams channel by channel, so every stream needs width d_model (" +
+                    std::to_string(c.model.d_model) + "), stream " + std::to_string(k) + " has " +
+                    std::to_string(p.streams[k].width) + "; merge = \"concat\" projects streams of any widths to d_model");
+        }
+    return p;
+  }
+
   LayerTemplate read_template(const toml::node& n, const std::string& field, const ExperimentConfig& c) {
     LayerTemplate t;
     const auto* table = n.as_table();
     if (!table) {
-      error(&n, field, "expected a table with mixer and ffn");
+      error(&n, field, "expected a table with mixer (or streams) and ffn");
       return t;
     }
+    const std::vector<std::string> keys{"mixer", "ffn", "depth_gating", "streams", "merge", "merge_heads"};
     for (const auto& [k, v] : *table) {
       std::string key(k.str());
       if (key == "mixer") t.mixer = read_slot(v, field + ".mixer");
       else if (key == "ffn") t.ffn = read_slot(v, field + ".ffn");
       else if (key == "depth_gating") t.depth_gating = read_depth_gating(v, field + ".depth_gating", c);
-      else if (key != "layer")
+      else if (key == "merge" || key == "merge_heads") {
+        if (!table->contains("streams")) error(&v, field + "." + key, "needs streams (the mixers it merges)");
+      } else if (key != "layer" && key != "streams")
         error(&v, field + "." + key,
-              "unknown key; expected mixer, ffn or depth_gating" + did_you_mean(key, {"mixer", "ffn", "depth_gating"}));
+              "unknown key; expected mixer, streams, ffn or depth_gating" + did_you_mean(key, keys));
     }
-    if (!table->contains("mixer")) error(&n, field + ".mixer", "is required (a plugin table, or \"none\")");
+    if (table->contains("streams")) {
+      if (table->contains("mixer"))
+        error(table->get("mixer"), field + ".mixer", "a layer has either a mixer or streams (which take its place), not both");
+      t.streams = read_streams(*table, field, c);
+      t.mixer.none = true;
+    } else if (!table->contains("mixer")) {
+      error(&n, field + ".mixer", "is required (a plugin table, \"none\", or streams = [...] instead)");
+    }
     if (!table->contains("ffn")) error(&n, field + ".ffn", "is required (a plugin table, or \"none\")");
-    if (t.mixer.none && t.ffn.none) error(&n, field, "mixer and ffn are both \"none\"; a layer needs at least one");
+    if (t.mixer.none && !t.streams && t.ffn.none) error(&n, field, "mixer and ffn are both \"none\"; a layer needs at least one");
     return t;
   }
 
@@ -502,6 +588,10 @@ class Loader {
       error(root.at_path("model.mtp.depth").node(), "model.mtp.depth",
             "depth " + std::to_string(c.model.mtp.depth) + " leaves no position to predict from in data.seq_len " +
                 std::to_string(c.data.seq_len) + " (module k predicts from T - k positions)");
+    if (c.model.mtp.depth > 0 && !c.layers().empty() && c.layers().back().streams)
+      error(root.at_path("model.mtp.depth").node(), "model.mtp.depth",
+            "the last layer has parallel streams; a multi-token prediction module repeats the last layer's "
+            "mixer and ffn, and has no streams");
     // A byte vocabulary has one piece per byte; other tokenizers are asked when they exist
     // (model/generation.hpp: require_transition_tokens).
     for (const auto& [name, mode] : c.execution_modes) {
@@ -536,6 +626,16 @@ std::string SourcePos::str() const {
 std::string PluginChoice::label() const {
   if (none) return "none";
   return plugin + (impl ? "/" + *impl : "") + (version ? "@" + *version : "");
+}
+
+std::vector<std::pair<std::string, const PluginChoice*>> LayerTemplate::plugins() const {
+  std::vector<std::pair<std::string, const PluginChoice*>> out;
+  if (!mixer.none) out.emplace_back("mixer", &mixer);
+  if (streams)
+    for (size_t k = 0; k < streams->streams.size(); ++k)
+      out.emplace_back("streams." + std::to_string(k) + ".mixer", &streams->streams[k].mixer);
+  if (!ffn.none) out.emplace_back("ffn", &ffn);
+  return out;
 }
 
 std::vector<LayerTemplate> ExperimentConfig::layers() const {
@@ -574,6 +674,17 @@ nlohmann::json ExperimentConfig::to_json() const {
   auto layer = [&](const LayerTemplate& t) {
     nlohmann::json out{{"mixer", choice(t.mixer)}, {"ffn", choice(t.ffn)}};
     if (t.depth_gating) out["depth_gating"] = gating(*t.depth_gating);
+    if (t.streams) {
+      out.erase("mixer");
+      out["streams"] = nlohmann::json::array();
+      for (const auto& s : t.streams->streams) {
+        nlohmann::json stream{{"mixer", choice(s.mixer)}};
+        if (s.width) stream["width"] = s.width;
+        out["streams"].push_back(stream);
+      }
+      out["merge"] = t.streams->merge;
+      if (t.streams->merge == "cross_attn") out["merge_heads"] = t.streams->merge_heads;
+    }
     return out;
   };
   for (const auto& [name, t] : model.templates) j["model"]["templates"][name] = layer(t);

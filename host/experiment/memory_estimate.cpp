@@ -38,7 +38,12 @@ MemoryEstimate estimate_training_memory(const ExperimentConfig& config, const nl
   double values = B * T * d * (config.model.positional == "learned" ? 2.0 : 1.0);  // the embeddings
   for (size_t i = 0; i < layers.size() && i < report["layers"].size(); ++i) {
     values += kSavedPerWidth * B * T * d;
-    if (report["layers"][i]["state_grows"].get<bool>()) values += 2.0 * B * heads(layers[i].mixer) * T * T;
+    if (!report["layers"][i]["state_grows"].get<bool>()) continue;
+    double n_heads = layers[i].streams ? 0.0 : heads(layers[i].mixer);  // parallel streams: every stream's
+    if (layers[i].streams)
+      for (const auto& s : layers[i].streams->streams) n_heads += heads(s.mixer);
+    if (layers[i].streams && layers[i].streams->merge == "cross_attn") n_heads += static_cast<double>(layers[i].streams->merge_heads);
+    values += 2.0 * B * n_heads * T * T;
   }
   // Each multi-token prediction module: a layer plus its two normed inputs and their concatenation, and its logits.
   const double mtp = static_cast<double>(config.model.mtp.depth);

@@ -14,7 +14,7 @@ Registry experiment_registry(const ExperimentConfig& config) {
 
 std::vector<Diagnostic> check_plugins(const ExperimentConfig& config, const Registry& registry) {
   std::vector<Diagnostic> out;
-  auto check = [&](const PluginChoice& c, int32_t family, const std::string& field) {
+  auto check = [&](const PluginChoice& c, int32_t family, const std::string& field, int64_t width) {
     if (c.plugin.empty()) return;
     auto at = [&](const std::string& key) {
       auto it = c.key_pos.find(key);
@@ -28,7 +28,7 @@ std::vector<Diagnostic> check_plugins(const ExperimentConfig& config, const Regi
                            " plugin, this slot needs " + (family == MIXLAB_FAMILY_MIXER ? "a mixer" : "an FFN")});
         return;
       }
-      PluginInstance::create(ref, config.model.d_model, config.model.max_seq_len, c.config.dump());
+      PluginInstance::create(ref, width, config.model.max_seq_len, c.config.dump());
     } catch (const SelectionError& e) {
       out.push_back({at("plugin"), field + ".plugin", e.what()});
     } catch (const PluginError& e) {
@@ -42,14 +42,17 @@ std::vector<Diagnostic> check_plugins(const ExperimentConfig& config, const Regi
       out.push_back({known ? at(key) : c.pos, field + (known ? "." + key : ""), body});
     }
   };
-  for (const auto& [name, t] : config.model.templates) {
-    check(t.mixer, MIXLAB_FAMILY_MIXER, "model.templates." + name + ".mixer");
-    check(t.ffn, MIXLAB_FAMILY_FFN, "model.templates." + name + ".ffn");
-  }
-  for (const auto& [i, t] : config.model.overrides) {
-    check(t.mixer, MIXLAB_FAMILY_MIXER, "model.overrides[layer " + std::to_string(i) + "].mixer");
-    check(t.ffn, MIXLAB_FAMILY_FFN, "model.overrides[layer " + std::to_string(i) + "].ffn");
-  }
+  // Each plugin at the width it runs at: a stream's own width, d_model otherwise.
+  auto check_layer = [&](const LayerTemplate& t, const std::string& field) {
+    for (const auto& [slot, choice] : t.plugins()) {
+      int64_t width = config.model.d_model;
+      if (t.streams && slot.rfind("streams.", 0) == 0)
+        if (int64_t w = t.streams->streams.at(std::stoull(slot.substr(8))).width) width = w;
+      check(*choice, slot == "ffn" ? MIXLAB_FAMILY_FFN : MIXLAB_FAMILY_MIXER, field + "." + slot, width);
+    }
+  };
+  for (const auto& [name, t] : config.model.templates) check_layer(t, "model.templates." + name);
+  for (const auto& [i, t] : config.model.overrides) check_layer(t, "model.overrides[layer " + std::to_string(i) + "]");
   return out;
 }
 

@@ -20,6 +20,14 @@ std::string mixer_kind(const PluginChoice& mixer) {
   return (mixer.none ? std::string("none") : mixer.plugin) + (mixer.config.contains("window") ? " (window)" : "");
 }
 
+// A layer's mixer kind; parallel streams: "attention (window) + mamba [gated]".
+std::string layer_mixer_kind(const LayerTemplate& layer) {
+  if (!layer.streams) return mixer_kind(layer.mixer);
+  std::string kind;
+  for (const auto& s : layer.streams->streams) kind += (kind.empty() ? "" : " + ") + mixer_kind(s.mixer);
+  return kind + " [" + layer.streams->merge + "]";
+}
+
 std::string moe_strategy(const ExperimentConfig& config) {
   auto layers = config.layers();
   std::set<std::string> kinds;
@@ -128,7 +136,7 @@ nlohmann::json summarize_preset(const PresetFile& preset, const nlohmann::json& 
   const ExperimentConfig& config = preset.config;
   auto layers = config.layers();
   nlohmann::json mixers = nlohmann::json::object();
-  for (const auto& l : layers) mixers[mixer_kind(l.mixer)] = mixers.value(mixer_kind(l.mixer), 0) + 1;
+  for (const auto& l : layers) mixers[layer_mixer_kind(l)] = mixers.value(layer_mixer_kind(l), 0) + 1;
   nlohmann::json s{{"name", config.job.name},
                    {"level", config.job.level},
                    {"file", preset.file.string()},

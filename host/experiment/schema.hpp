@@ -22,6 +22,7 @@ namespace limits {
 inline constexpr int64_t kWidth = int64_t{1} << 16;      // model.d_model
 inline constexpr int64_t kSeqLen = int64_t{1} << 20;     // model.max_seq_len, data.seq_len
 inline constexpr int64_t kLayers = 4096;                 // all repeats of the schedule together
+inline constexpr int64_t kStreams = 16;                  // parallel streams of one layer
 inline constexpr int64_t kVocab = int64_t{1} << 21;      // tokenizer.vocab_size
 inline constexpr int64_t kBatch = int64_t{1} << 16;      // training.batch_size, grad_accum_steps
 inline constexpr int64_t kSteps = 1'000'000'000;         // steps and step intervals

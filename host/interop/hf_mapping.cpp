@@ -89,8 +89,12 @@ class Planner {
     for (size_t i = 0; i < layers_.size(); ++i)
       if (layers_[i].depth_gating)
         differ("layer " + std::to_string(i) + " has depth_gating: the HF classes mapped have no mixture-of-depths router");
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (layers_[i].streams)
+        differ("layer " + std::to_string(i) + " has parallel streams: the HF classes mapped have one mixer per layer");
     std::set<std::string> mixers, ffns;
-    for (const auto& l : layers_) mixers.insert(l.mixer.none ? "none" : l.mixer.plugin), ffns.insert(l.ffn.none ? "none" : l.ffn.plugin);
+    for (const auto& l : layers_)
+      mixers.insert(l.streams ? "streams" : l.mixer.none ? "none" : l.mixer.plugin), ffns.insert(l.ffn.none ? "none" : l.ffn.plugin);
     auto only = [](const std::set<std::string>& s, std::set<std::string> allowed) {
       for (const auto& x : s)
         if (!allowed.count(x)) return false;
@@ -103,7 +107,8 @@ class Planner {
     else {
       std::string kinds;
       for (size_t i = 0; i < layers_.size(); ++i)
-        kinds += (i ? ", " : "") + layers_[i].mixer.label() + " + " + layers_[i].ffn.label();
+        kinds += (i ? ", " : "") + (layers_[i].streams ? std::string("streams") : layers_[i].mixer.label()) + " + " +
+                 layers_[i].ffn.label();
       differ("layers (" + kinds + "): no HF class; mapped are attention + mlp (Llama, Mistral, Qwen2), attention + moe "
              "(Mixtral), mamba + none (Mamba2), attention or mamba + mlp (Bamba)");
     }

@@ -1,6 +1,8 @@
 #include "model/block.hpp"
 
+#include "model/branch.hpp"
 #include "model/depth_gating.hpp"
+#include "model/parallel_streams.hpp"
 
 #include <algorithm>
 
@@ -32,62 +34,50 @@ void BlockCall::record(SideOutput side) const {
 
 namespace {
 
-// A block of plugin slots (a mixer, an ffn, or both): running one slot forward and in decode.
+// A block of slots (a mixer, an ffn, or both), each a Branch: running one slot forward and in decode.
 class PluginBlock : public Block {
  public:
-  PluginBlock(size_t index, const LayerSlots& slots, const BlockContext& context)
-      : index_(index), prefix_("layers." + std::to_string(index)), context_(context) {
-    if (slots.mixer) slots_.push_back({"mixer", slots.mixer});
-    if (slots.ffn) slots_.push_back({"ffn", slots.ffn});
+  struct Slot {
+    std::string name;  // "mixer" | "ffn"
+    std::unique_ptr<Branch> branch;
+  };
+
+  PluginBlock(size_t index, std::vector<Slot> slots, const BlockContext& context)
+      : prefix_("layers." + std::to_string(index)), context_(context), slots_(std::move(slots)) {}
+
+  std::vector<BlockParam> extra_params(uint64_t seed, double init_std) const override {
+    std::vector<BlockParam> out;
+    for (const auto& s : slots_)
+      for (auto& p : s.branch->extra_params(seed, init_std)) out.push_back(std::move(p));
+    return out;
   }
 
   bool can_decode(int64_t) const override {
-    return std::all_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.name != "mixer" || s.instance->can_decode(); });
+    return std::all_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.branch->can_decode(); });
   }
 
   BlockState new_state(int64_t batch, torch::ScalarType dtype, torch::Device device) const override {
     BlockState state;
-    for (const auto& s : slots_)
-      if (s.name == "mixer") state.push_back(s.instance->new_state(batch, dtype, device));
+    for (const auto& s : slots_) s.branch->add_states(state, batch, dtype, device);
     return state;
   }
 
  protected:
-  struct Slot {
-    std::string name;  // "mixer" | "ffn"
-    std::shared_ptr<PluginInstance> instance;
-  };
-
-  // Slot k's plugin on x, its side outputs recorded as "layers.<i>.<slot>/<side>".
   torch::Tensor run(size_t k, const torch::Tensor& x, const BlockCall& call) const {
-    const auto& s = slots_[k];
-    CallOptions options{call.training, call.seed * 1315423911ull + index_ * 2 + (s.name == "ffn")};
-    auto r = s.instance->forward(x, context_.plugin_params(prefix_ + "." + s.name, *s.instance), options);
-    size_t aux = 0, stat = 0;
-    for (const auto& side : s.instance->sides()) {
-      bool is_aux = side.kind == MIXLAB_SIDE_AUX_LOSS;
-      auto value = is_aux ? r.aux_losses[aux++] : r.statistics[stat++];
-      call.record(SideOutput{prefix_ + "." + s.name + "/" + side.name, value, is_aux ? side.coefficient : 0.0, is_aux,
-                             side.kind == MIXLAB_SIDE_TOKEN_STATISTIC});
-    }
-    return r.y;
+    return slots_[k].branch->forward(x, call);
   }
 
-  // Slot k continuing the sequences: a mixer steps its decode state (states are in slot order);
-  // FFNs are position-wise, so their forward on the new tokens is their step.
+  // Slot k continuing the sequences; the block's states are in slot order.
   torch::Tensor step_slot(size_t k, const torch::Tensor& x, BlockState& state) const {
-    const auto& s = slots_[k];
-    auto params = context_.plugin_params(prefix_ + "." + s.name, *s.instance);
-    if (s.name == "ffn") return s.instance->forward(x, params).y;
-    for (auto& p : params) p = p.detach();
-    return state.at(0)->step(x, params);
+    size_t first = 0;
+    for (size_t j = 0; j < k; ++j) first += slots_[j].branch->n_states();
+    return slots_[k].branch->step(x, state, first);
   }
 
   torch::Tensor dropout(const torch::Tensor& y, bool training) const {
     return torch::dropout(y, context_.model().dropout, training);
   }
 
-  size_t index_;
   std::string prefix_;  // "layers.3"
   const BlockContext& context_;
   std::vector<Slot> slots_;
@@ -160,27 +150,42 @@ class ParallelBlock final : public PluginBlock {
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::shared_ptr<PluginInstance>>> LayerSlots::plugins() const {
+  std::vector<std::pair<std::string, std::shared_ptr<PluginInstance>>> out;
+  if (mixer) out.emplace_back("mixer", mixer);
+  for (size_t k = 0; k < streams.size(); ++k) out.emplace_back("streams." + std::to_string(k) + ".mixer", streams[k]);
+  if (ffn) out.emplace_back("ffn", ffn);
+  return out;
+}
+
 std::unique_ptr<Block> make_block(size_t index, const LayerSlots& slots, const LayerTemplate& layer,
                                   const BlockContext& context) {
+  const std::string prefix = "layers." + std::to_string(index);
+  std::vector<PluginBlock::Slot> branches;
+  if (layer.streams) branches.push_back({"mixer", make_parallel_streams(index, *layer.streams, slots.streams, context)});
+  else if (slots.mixer) branches.push_back({"mixer", make_plugin_branch(prefix + ".mixer", slots.mixer, index * 2, context)});
+  if (slots.ffn) branches.push_back({"ffn", make_plugin_branch(prefix + ".ffn", slots.ffn, index * 2 + 1, context)});
   std::unique_ptr<Block> block;
-  if (context.model().residual == "parallel") block = std::make_unique<ParallelBlock>(index, slots, context);
-  else block = std::make_unique<SequentialBlock>(index, slots, context);
+  if (context.model().residual == "parallel") block = std::make_unique<ParallelBlock>(index, std::move(branches), context);
+  else block = std::make_unique<SequentialBlock>(index, std::move(branches), context);
   if (layer.depth_gating) block = make_depth_gated_block(index, *layer.depth_gating, std::move(block), context);
   return block;
 }
 
 int64_t layer_host_params(const LayerSlots& slots, const LayerTemplate& layer, const ExperimentConfig::Model& model) {
   const int64_t per_norm = model.norm == "layernorm" ? 2 * model.d_model : model.d_model;
-  const int64_t n_norms = model.residual == "parallel" ? 1 : (slots.mixer ? 1 : 0) + (slots.ffn ? 1 : 0);
-  return n_norms * per_norm + (layer.depth_gating ? depth_router_params(model.d_model) : 0);
+  const bool has_mixer = slots.mixer || layer.streams;
+  const int64_t n_norms = model.residual == "parallel" ? 1 : (has_mixer ? 1 : 0) + (slots.ffn ? 1 : 0);
+  return n_norms * per_norm + (layer.depth_gating ? depth_router_params(model.d_model) : 0) +
+         (layer.streams ? parallel_streams_host_params(*layer.streams, model.d_model) : 0);
 }
 
 double layer_forward_flops(const LayerSlots& slots, const LayerTemplate& layer, int64_t d_model, int64_t seq_len) {
   const double share = layer.depth_gating ? layer.depth_gating->capacity : 1.0;
   const int64_t routed = layer.depth_gating ? routed_tokens(layer.depth_gating->capacity, seq_len) : seq_len;
   double flops = 0;
-  for (const auto& inst : {slots.mixer, slots.ffn})
-    if (inst) flops += share * inst->cost(routed, 4).forward_flops;
+  for (const auto& [slot, inst] : slots.plugins()) flops += share * inst->cost(routed, 4).forward_flops;
+  if (layer.streams) flops += share * parallel_streams_host_flops(*layer.streams, d_model, routed);
   return flops + (layer.depth_gating ? 2.0 * static_cast<double>(d_model) : 0.0);
 }
 

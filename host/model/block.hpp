@@ -6,6 +6,9 @@
 //   ParallelBlock    h + mixer(norm(h)) + ffn(norm(h)), one norm (model.residual = "parallel"; GPT-J, PaLM)
 //   DepthGatedBlock  either of them for the tokens a router picks, the residual for the rest
 //                    (a template's depth_gating; model/depth_gating.hpp)
+// What a slot adds to the stream is a Branch (model/branch.hpp), also chosen by make_block: a
+// plugin, or parallel streams of mixers fed the same normed input and merged into the mixer's
+// branch (a template's streams and merge; model/parallel_streams.hpp), in either kind of block.
 // Between two sublayers the residual add and the next norm are one step
 // (model/residual_norm.hpp), so a block ends with the norm that follows it: the
 // next block's input norm, or final_norm, in pre-norm; its own in post-norm.
@@ -28,6 +31,10 @@ namespace mixlab {
 struct LayerSlots {
   std::shared_ptr<PluginInstance> mixer;
   std::shared_ptr<PluginInstance> ffn;
+  std::vector<std::shared_ptr<PluginInstance>> streams;  // parallel streams, in place of the mixer
+  // Every plugin with its parameter prefix below "layers.<i>." ("mixer", "streams.1.mixer", "ffn"),
+  // in parameter order.
+  std::vector<std::pair<std::string, std::shared_ptr<PluginInstance>>> plugins() const;
 };
 
 // Plugin and block side outputs of one forward, per layer and slot.
@@ -85,8 +92,12 @@ struct BlockCall {
   void record(SideOutput side) const;
 };
 
-// Decode states of a block's mixers (one per mixer; empty for a block without one).
-using BlockState = std::vector<std::unique_ptr<DecodeState>>;
+// Decode state of a block: its mixers' states (one per mixer, in slot and stream order) and
+// host caches (a cross-attention merge's keys and values).
+struct BlockState {
+  std::vector<std::unique_ptr<DecodeState>> mixers;
+  std::vector<torch::Tensor> caches;
+};
 
 class Block {
  public:
@@ -111,11 +122,12 @@ class Block {
 std::unique_ptr<Block> make_block(size_t index, const LayerSlots& slots, const LayerTemplate& layer,
                                   const BlockContext& context);
 
-// What a layer adds to the model besides its plugins' parameters: norms and router, for explain
-// and the manifest (the same count the Model allocates).
+// What a layer adds to the model besides its plugins' parameters: norms, router, the streams'
+// input projections and merge, for explain and the manifest (the same count the Model allocates).
 int64_t layer_host_params(const LayerSlots& slots, const LayerTemplate& layer, const ExperimentConfig::Model& model);
 // A layer's forward FLOPs per token at seq_len: its plugins' (for a depth-gated layer, the
-// capacity share of tokens, as a sequence of ceil(capacity * seq_len)), plus a router's 2 d_model.
+// capacity share of tokens, as a sequence of ceil(capacity * seq_len)), plus a router's 2 d_model
+// and the streams' projections and merge.
 double layer_forward_flops(const LayerSlots& slots, const LayerTemplate& layer, int64_t d_model, int64_t seq_len);
 
 }  // namespace mixlab

@@ -38,7 +38,10 @@ class DepthGatedBlock final : public Block {
   std::vector<BlockParam> extra_params(uint64_t seed, double init_std) const override {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     auto weight = torch::empty({1, context_.model().d_model}, torch::kFloat32).normal_(0.0, init_std, gen);
-    return {{prefix_ + ".router.weight", weight, true}, {prefix_ + ".router.bias", torch::zeros({1}), false}};
+    auto out = inner_->extra_params(seed + 0x9e3779b97f4a7c15ull, init_std);  // the block's own (a merge's)
+    out.push_back({prefix_ + ".router.weight", weight, true});
+    out.push_back({prefix_ + ".router.bias", torch::zeros({1}), false});
+    return out;
   }
 
   Stream forward(const Stream& in, const std::string& next_norm, const BlockCall& call) const override {

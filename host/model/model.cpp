@@ -1,6 +1,7 @@
 #include "model/model.hpp"
 
 #include "model/mtp_head.hpp"
+#include "model/parallel_streams.hpp"
 #include "runtime/host_api.hpp"
 
 namespace mixlab {
@@ -8,12 +9,16 @@ namespace mixlab {
 std::vector<LayerSlots> create_layers(const ExperimentConfig& config, const Registry& registry) {
   std::vector<LayerSlots> layers;
   for (const auto& layer : config.layers()) {
-    auto make = [&](const PluginChoice& c) -> std::shared_ptr<PluginInstance> {
+    auto make = [&](const PluginChoice& c, int64_t width) -> std::shared_ptr<PluginInstance> {
       if (c.none) return nullptr;
-      return PluginInstance::create(registry.select({c.plugin, c.impl, c.version}), config.model.d_model,
-                                    config.model.max_seq_len, c.config.dump());
+      return PluginInstance::create(registry.select({c.plugin, c.impl, c.version}), width, config.model.max_seq_len,
+                                    c.config.dump());
     };
-    layers.push_back(LayerSlots{make(layer.mixer), make(layer.ffn)});
+    const int64_t d = config.model.d_model;
+    LayerSlots slots{make(layer.mixer, d), make(layer.ffn, d), {}};
+    if (layer.streams)
+      for (const auto& s : layer.streams->streams) slots.streams.push_back(make(s.mixer, stream_width(s, d)));
+    layers.push_back(std::move(slots));
   }
   return layers;
 }
@@ -50,9 +55,11 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
     std::string prefix = "layers." + std::to_string(i);
     blocks_.push_back(make_block(i, layers_[i], templates[i], context_));
     for (const auto& norm : blocks_.back()->norms()) add_norm_params(norm);
-    for (auto [slot, inst] : {std::pair{"mixer", layers_[i].mixer}, std::pair{"ffn", layers_[i].ffn}}) {
-      if (!inst) continue;
-      uint64_t seed = layer_seed + i * 2 + (std::string(slot) == "ffn");
+    const uint64_t n_layers = layers_.size();
+    for (const auto& [slot, inst] : layers_[i].plugins()) {
+      // Stream 0 takes the mixer's seed; stream k >= 1 seeds past the extra parameters' (layer_seed + 2 * layers + i).
+      const uint64_t stream = slot.rfind("streams.", 0) == 0 ? std::stoull(slot.substr(8)) : 0;
+      uint64_t seed = stream ? layer_seed + (2 + stream) * n_layers + i : layer_seed + i * 2 + (slot == "ffn");
       auto values = inst->init_params(torch::kFloat32, torch::kCPU, seed, m.init_std);
       for (size_t p = 0; p < values.size(); ++p)
         add(prefix + "." + slot + "." + inst->params()[p].name, values[p].detach(), inst->params()[p].weight_decay());

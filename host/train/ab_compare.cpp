@@ -36,8 +36,13 @@ ExperimentConfig with_impl(ExperimentConfig c, const Swap& s, const std::string&
   auto pin = [&](PluginChoice& choice) {
     if (choice.plugin == s.plugin) choice.impl = impl, ++uses;
   };
-  for (auto& [name, t] : c.model.templates) pin(t.mixer), pin(t.ffn);
-  for (auto& [i, t] : c.model.overrides) pin(t.mixer), pin(t.ffn);
+  auto pin_layer = [&](LayerTemplate& t) {
+    pin(t.mixer), pin(t.ffn);
+    if (t.streams)
+      for (auto& s : t.streams->streams) pin(s.mixer);
+  };
+  for (auto& [name, t] : c.model.templates) pin_layer(t);
+  for (auto& [i, t] : c.model.overrides) pin_layer(t);
   return c;
 }
 

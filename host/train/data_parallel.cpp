@@ -211,7 +211,7 @@ void DataParallel::require_same_experiment(const ExperimentConfig& config, const
   require_same("experiment (config sha256)", sha256_string(config.to_json().dump()));
   std::set<std::string> plugins;
   for (const auto& layer : config.layers())
-    for (const auto* choice : {&layer.mixer, &layer.ffn})
+    for (const auto& [slot, choice] : layer.plugins())
       if (!choice->plugin.empty()) {
         ImplRef ref = registry.select({choice->plugin, choice->impl, choice->version});
         plugins.insert(ref.label() + " " + ref.library->sha256());

@@ -178,11 +178,18 @@ void check_subject(const Subject& subject, const std::vector<std::string>& overr
   auto problems = check_plugins(config, registry);
   if (!problems.empty()) throw ExperimentError(problems);
   std::set<std::string> done;
+  // Every mixer at its width: a layer's, or each of its parallel streams' (their own width, or d_model).
+  std::vector<std::pair<PluginChoice, int64_t>> mixers;
   for (const auto& layer : config.layers()) {
-    const PluginChoice& mixer = layer.mixer;
-    if (mixer.none || !done.insert(mixer.label() + mixer.config.dump()).second) continue;
+    if (!layer.mixer.none) mixers.emplace_back(layer.mixer, config.model.d_model);
+    if (layer.streams)
+      for (const auto& s : layer.streams->streams) mixers.emplace_back(s.mixer, s.width ? s.width : config.model.d_model);
+  }
+  for (const auto& [mixer, width] : mixers) {
+    if (!done.insert(mixer.label() + mixer.config.dump() + " " + std::to_string(width)).second) continue;
     ImplRef ref = registry.select({mixer.plugin, mixer.impl, mixer.version});
-    const std::string id = ref.label() + " " + mixer.config.dump() + " " + ref.library->sha256();
+    const std::string id = ref.label() + " " + mixer.config.dump() + (width == config.model.d_model ? "" : " width " + std::to_string(width)) +
+                           " " + ref.library->sha256();
     const auto marker = dir / "conformance" / (folder_name(subject.name + "-" + ref.label()) + ".json");
     if (const auto passed = read_json(marker); passed.is_object() && passed.value("passed", "") == id) continue;
     std::cout << "== conformance of " << ref.label() << " (" << subject.name << "): ";
@@ -192,7 +199,7 @@ void check_subject(const Subject& subject, const std::vector<std::string>& overr
     run.target = ref.library->path().string();
     run.impl = ref.impl->impl;
     run.base.config_json = mixer.config.dump();
-    run.base.d_model = config.model.d_model;
+    run.base.d_model = width;
     run.only = kProbeChecks;
     const int code = conformance::run_conformance(run);
     if (code == 3) throw std::runtime_error("host probe: interrupted during the conformance checks");

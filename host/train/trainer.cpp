@@ -108,11 +108,9 @@ nlohmann::json model_facts(const Model& model, const ExperimentConfig& config, d
   for (size_t i = 0; i < model.layers().size(); ++i) {
     forward_flops += layer_forward_flops(model.layers()[i], templates[i], config.model.d_model, config.data.seq_len);
     nlohmann::json layer{{"index", i}};
-    for (auto [slot, inst] : {std::pair{"mixer", model.layers()[i].mixer}, std::pair{"ffn", model.layers()[i].ffn}}) {
-      if (!inst) {  // a slot marked "none"
-        layer[slot] = "none";
-        continue;
-      }
+    if (!model.layers()[i].mixer && model.layers()[i].streams.empty()) layer["mixer"] = "none";
+    if (!model.layers()[i].ffn) layer["ffn"] = "none";
+    for (const auto& [slot, inst] : model.layers()[i].plugins()) {
       const auto& ref = inst->ref();
       auto cost = inst->cost(config.data.seq_len, 4);
       plugin_total += static_cast<double>(inst->n_parameters());

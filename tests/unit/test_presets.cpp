@@ -119,7 +119,7 @@ void check_preset(const fs::path& file, bool mini) {
 TEST_SUITE("presets") {
   TEST_CASE("presets: every arch_* preset is 1-2B parameters and trains at a reduced size") {
     const auto files = presets_in("arch");
-    REQUIRE(files.size() == 21);  // the walkthrough names 22: arch_expert_dual_stream is not written yet (issue 15)
+    REQUIRE(files.size() == 22);  // the walkthrough's 22
     for (const auto& f : files) check_preset(f, false);
   }
 
