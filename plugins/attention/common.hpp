@@ -3,7 +3,7 @@
 // out of heads, and the causal / sliding-window visibility rule.
 #pragma once
 
-#include "rope.hpp"
+#include "rope_kernel.hpp"
 
 #include <cmath>
 #include <optional>
@@ -21,6 +21,7 @@ struct AttentionConfig {
   std::optional<int64_t> window;  // W keys including the current token; absent: global
   double softmax_scale = 0.0;
   int64_t flash_tile = 128;  // only `flash` reads it; every implementation accepts it
+  bool fused_kernels = true;  // RoPE by rope_kernel.hpp; false: Rope::apply's composed ops (A/B)
 
   int64_t group_size() const { return n_heads / n_kv_heads; }
 
@@ -49,6 +50,7 @@ struct AttentionConfig {
     if (!(cfg.softmax_scale > 0.0 && std::isfinite(cfg.softmax_scale)))
       throw config_error("softmax_scale", "must be a finite number > 0, got " + std::to_string(cfg.softmax_scale));
     cfg.flash_tile = c.get_int("flash_tile", 128);
+    cfg.fused_kernels = c.get_choice("kernels", "fused", {"fused", "reference"}) == "fused";
     return cfg;
   }
 
@@ -121,8 +123,11 @@ inline Heads project(const AttentionConfig& cfg, const torch::Tensor& x, const P
   Heads h{split("wq", "bq", cfg.n_heads), split("wk", "bk", cfg.n_kv_heads), split("wv", "bv", cfg.n_kv_heads)};
   if (cfg.rope.enabled()) {
     auto [cos, sin] = cfg.rope.tables(positions, x.scalar_type());
-    h.q = cfg.rope.apply(h.q, cos, sin);
-    h.k = cfg.rope.apply(h.k, cos, sin);
+    auto rotate = [&](const torch::Tensor& t) {
+      return cfg.fused_kernels ? rope_fused(cfg.rope, t, cos, sin) : cfg.rope.apply(t, cos, sin);
+    };
+    h.q = rotate(h.q);
+    h.k = rotate(h.k);
   }
   return h;
 }
