@@ -168,13 +168,13 @@ CheckResult rope_shift_invariance(uint64_t seed) {
   return mt::all_of(results);
 }
 
-// The fused RoPE kernel (rope_kernel.hpp) against Rope::apply's composed ops in float64, on the
-// whole layer (outputs and the gradients of x and every parameter, so the kernel's backward
+// kernels = "fused" (one q/k/v product, the RoPE kernel of rope_kernel.hpp) against "reference"
+// (three products, Rope::apply's composed ops) in float64, on the whole layer (outputs and the gradients of x and every parameter, so the kernel's backward
 // too): partial rotary with GQA and biases, and full rotary. float64 to rounding (1e-12),
 // float32 against the float64 reference at 1e-5 (outputs) and 1e-4 (gradients); bfloat16 (8-bit
 // mantissa, unit roundoff 3.9e-3) by relative RMS against float64 at 1e-2, the composed form
 // held to the same bound beside it.
-CheckResult fused_rope_equals_reference(uint64_t seed) {
+CheckResult fused_kernels_equal_reference(uint64_t seed) {
   const int64_t T = 37;
   std::vector<CheckResult> results;
   // Configs without their closing brace; `kernels` is added to each.
@@ -264,7 +264,7 @@ std::vector<Check> family_checks() {
        }},
       {"rope_shift_invariance", rope_shift_invariance},
       {"rope_linear_scaling", rope_linear_scaling},
-      {"fused_rope_equals_reference", fused_rope_equals_reference},
+      {"fused_kernels_equal_reference", fused_kernels_equal_reference},
       {"decode_equals_forward_across_window",
        [](uint64_t s) {
          return mt::all_of({decode_across_window<Reference>("reference", s), decode_across_window<Flash>("flash", s),

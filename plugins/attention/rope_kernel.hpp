@@ -17,6 +17,9 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <array>
+
 namespace mixlab::attention {
 namespace rope_kernel {
 
@@ -24,18 +27,26 @@ template <class T, bool Transpose>
 void rotate_rows(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& out,
                  int64_t rotary_dim) {
   using Acc = at::opmath_type<T>;
-  const int64_t H = x.size(1), Tn = x.size(2), D = x.size(3), half = rotary_dim / 2;
-  const auto xs = x.strides(), os = out.strides();
+  const int64_t D = x.size(3), half = rotary_dim / 2;
+  // Rows (b, h, t) visited in x's memory order, outermost dimension first (q and k come out
+  // of the projection as (B, T, H, D) in memory): loop dimension i is x's dimension dims[i].
+  std::array<int64_t, 3> dims{0, 1, 2};
+  std::stable_sort(dims.begin(), dims.end(), [&](int64_t a, int64_t b) { return x.stride(a) > x.stride(b); });
+  const std::array<int64_t, 3> n{x.size(dims[0]), x.size(dims[1]), x.size(dims[2])};
+  const std::array<int64_t, 3> xs{x.stride(dims[0]), x.stride(dims[1]), x.stride(dims[2])};
+  const std::array<int64_t, 3> os{out.stride(dims[0]), out.stride(dims[1]), out.stride(dims[2])};
+  const int64_t t_dim = std::find(dims.begin(), dims.end(), 2) - dims.begin();
   const T* xp = x.const_data_ptr<T>();
   T* op = out.mutable_data_ptr<T>();
   const T *cp = cos.const_data_ptr<T>(), *sp = sin.const_data_ptr<T>();
   const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, D));
-  at::parallel_for(0, x.size(0) * H * Tn, grain, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, n[0] * n[1] * n[2], grain, [&](int64_t r0, int64_t r1) {
+    std::array<int64_t, 3> i{r0 / (n[1] * n[2]), r0 / n[2] % n[1], r0 % n[2]};
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t t = r % Tn, h = (r / Tn) % H, b = r / (Tn * H);
-      const T* xr = xp + b * xs[0] + h * xs[1] + t * xs[2];
-      T* yr = op + b * os[0] + h * os[1] + t * os[2];
-      const T *c = cp + t * rotary_dim, *s = sp + t * rotary_dim;
+      const T* __restrict__ xr = xp + i[0] * xs[0] + i[1] * xs[1] + i[2] * xs[2];
+      T* __restrict__ yr = op + i[0] * os[0] + i[1] * os[1] + i[2] * os[2];
+      const T* __restrict__ c = cp + i[t_dim] * rotary_dim;
+      const T* __restrict__ s = sp + i[t_dim] * rotary_dim;
       for (int64_t j = 0; j < half; ++j) {
         const Acc x1 = xr[j], x2 = xr[j + half];
         if (Transpose) {
@@ -47,6 +58,9 @@ void rotate_rows(const torch::Tensor& x, const torch::Tensor& cos, const torch::
         }
       }
       for (int64_t j = rotary_dim; j < D; ++j) yr[j] = xr[j];
+      if (++i[2] < n[2]) continue;  // the next row: i[2] counts fastest, carries into i[1], then i[0]
+      i[2] = 0;
+      if (++i[1] == n[1]) i[1] = 0, ++i[0];
     }
   });
 }
