@@ -2,10 +2,11 @@
 # tokens/s of `host run` with a fast path over its reference on bench/host_step.toml (d_model 512
 # Llama-style, batch 16 x 128, 2 threads): by default the host's fast paths (training.fused = true
 # over false); SETTING=KEY=REFERENCE,FAST A/Bs any other switch, e.g. the attention plugin's fused
-# RoPE: model.templates.block.mixer.kernels=reference,fused. Rounds alternate the two values and
+# RoPE: model.templates.block.mixer.kernels=reference,fused. EXPERIMENT replaces host_step.toml (e.g.
+# bench/peer/moe.toml with model.templates.block.ffn.impl=sparse,grouped). Rounds alternate the two values and
 # the table reports medians. Speed is measured from step 2 to the last step (metrics.jsonl), so
 # start-up, the first step and the final validation are excluded.
-# Usage: bench/bench_host_fused.sh [BUILD_DIR] [ROUNDS] [STEPS] [DTYPE] [SETTING]
+# Usage: bench/bench_host_fused.sh [BUILD_DIR] [ROUNDS] [STEPS] [DTYPE] [SETTING] [EXPERIMENT]
 set -euo pipefail
 build=${1:-build}
 rounds=${2:-3}
@@ -21,6 +22,7 @@ if [ "$key" = "$setting" ] || [ "$reference" = "$values" ] || [ -z "$reference" 
   exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
+experiment=${6:-$here/host_step.toml}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 sets="--set training.steps=$steps --set training.dtype=$dtype --set data.cache_dir=$out/cache"
@@ -28,7 +30,7 @@ sets="--set training.steps=$steps --set training.dtype=$dtype --set data.cache_d
 for round in $(seq "$rounds"); do
   for side in reference fast; do
     value=$reference; [ "$side" = fast ] && value=$fast
-    "$build/host" run "$here/host_step.toml" --output-dir "$out/$side-$round" $sets --set "$key=$value" \
+    "$build/host" run "$experiment" --output-dir "$out/$side-$round" $sets --set "$key=$value" \
       > "$out/$side-$round.log" 2>&1 || { cat "$out/$side-$round.log" >&2; exit 1; }
   done
   echo "round $round of $rounds done" >&2
