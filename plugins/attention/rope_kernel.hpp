@@ -1,7 +1,7 @@
 // Fused RoPE (`kernels = "fused"`): Rope::apply's rotation as one pass over x forward and one
 // over the gradient backward. The composed reference (rope.hpp) runs narrow, neg, cat, two
 // multiplies and an add per tensor, and its backward materialises each slice's zero-padded
-// gradient; on a d_model 512 Llama-style step that was ~10% of the time (bench/README.md).
+// gradient (profiles in bench/README.md).
 //
 // With half = R / 2 and the tables c, s (T, R) of Rope::tables, per row of x:
 //   forward    y[j] = x[j] c[j] - x[j+half] s[j]       y[j+half] = x[j+half] c[j+half] + x[j] s[j+half]
