@@ -22,7 +22,7 @@ std::string text(const json& c, const char* key, const std::string& fallback) {
 // Planner::layer_windows checks.
 json function_keys(const PluginChoice& c) {
   json out = c.config;
-  for (const char* key : {"flash_tile", "balance_loss_coef", "z_loss_coef", "router_jitter", "dt_min", "dt_max",
+  for (const char* key : {"flash_tile", "kernels", "balance_loss_coef", "z_loss_coef", "router_jitter", "dt_min", "dt_max",
                           "dt_init_floor", "window"})
     out.erase(key);
   return out;

@@ -52,18 +52,22 @@ Run run(const std::string& config, torch::ScalarType dtype, int64_t T, uint64_t 
   return r;
 }
 
-// `Core` in `dtype` against `reference` in float64, on the same weights and inputs.
-template <class Core>
-CheckResult against_reference(const std::string& what, const std::string& config, torch::ScalarType dtype,
-                              int64_t T, uint64_t seed, double out_tol, double grad_tol) {
-  auto got = run<Core>(config, dtype, T, seed);
-  auto want = run<Reference>(config, torch::kFloat64, T, seed);
+// y and gradients of one run against another's.
+CheckResult close_runs(const std::string& what, const Run& got, const Run& want, double out_tol, double grad_tol) {
   std::vector<CheckResult> results{mt::expect_close(what + " y", mt::scaled_max_error(got.y, want.y), out_tol)};
   double grad_err = 0;
   for (size_t i = 0; i < got.grads.size(); ++i)
     grad_err = std::max(grad_err, mt::scaled_max_error(got.grads[i], want.grads[i]));
   results.push_back(mt::expect_close(what + " gradients", grad_err, grad_tol));
   return mt::all_of(results);
+}
+
+// `Core` in `dtype` against `reference` in float64, on the same weights and inputs.
+template <class Core>
+CheckResult against_reference(const std::string& what, const std::string& config, torch::ScalarType dtype,
+                              int64_t T, uint64_t seed, double out_tol, double grad_tol) {
+  return close_runs(what, run<Core>(config, dtype, T, seed), run<Reference>(config, torch::kFloat64, T, seed), out_tol,
+                    grad_tol);
 }
 
 // flash or sdpa == reference: float64 tight, float32 per §9, bfloat16 by relative RMS.
@@ -164,6 +168,34 @@ CheckResult rope_shift_invariance(uint64_t seed) {
   return mt::all_of(results);
 }
 
+// kernels = "fused" (one q/k/v product, the RoPE kernel of rope_kernel.hpp) against "reference"
+// (three products, Rope::apply's composed ops) in float64, on the whole layer (outputs and the gradients of x and every parameter, so the kernel's backward
+// too): partial rotary with GQA and biases, and full rotary. float64 to rounding (1e-12),
+// float32 against the float64 reference at 1e-5 (outputs) and 1e-4 (gradients); bfloat16 (8-bit
+// mantissa, unit roundoff 3.9e-3) by relative RMS against float64 at 1e-2, the composed form
+// held to the same bound beside it.
+CheckResult fused_kernels_equal_reference(uint64_t seed) {
+  const int64_t T = 37;
+  std::vector<CheckResult> results;
+  // Configs without their closing brace; `kernels` is added to each.
+  const std::vector<std::pair<std::string, std::string>> configs{
+      {"GQA partial rotary", kGqa + R"(, "rope_theta": 500.0)"}, {"MHA full rotary", R"({"n_heads": 4)"}};
+  for (const auto& [name, open] : configs) {
+    auto with = [&open](const char* kernels) { return open + R"(, "kernels": ")" + kernels + R"("})"; };
+    auto want = run<Reference>(with("reference"), torch::kFloat64, T, seed);
+    results.push_back(close_runs(name + " float64", run<Reference>(with("fused"), torch::kFloat64, T, seed), want,
+                                 1e-12, 1e-12));
+    results.push_back(close_runs(name + " float32", run<Reference>(with("fused"), torch::kFloat32, T, seed), want,
+                                 1e-5, 1e-4));
+    for (const char* kernels : {"fused", "reference"})
+      results.push_back(mt::expect_close(name + " bfloat16 " + kernels + " y relative RMS vs float64",
+                                         mt::relative_rms(run<Reference>(with(kernels), torch::kBFloat16, T, seed).y,
+                                                          want.y.to(torch::kBFloat16)),
+                                         1e-2));
+  }
+  return mt::all_of(results);
+}
+
 // Linear scaling by f == positions / f (exact), and == HF's inv_freq / f for f = 2.
 CheckResult rope_linear_scaling(uint64_t seed) {
   const int64_t T = 20;
@@ -225,6 +257,7 @@ std::vector<Check> family_checks() {
        }},
       {"rope_shift_invariance", rope_shift_invariance},
       {"rope_linear_scaling", rope_linear_scaling},
+      {"fused_kernels_equal_reference", fused_kernels_equal_reference},
       {"decode_equals_forward_across_window",
        [](uint64_t s) {
          return mt::all_of({decode_across_window<Reference>("reference", s), decode_across_window<Flash>("flash", s),

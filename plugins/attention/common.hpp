@@ -3,7 +3,7 @@
 // out of heads, and the causal / sliding-window visibility rule.
 #pragma once
 
-#include "rope.hpp"
+#include "rope_kernel.hpp"
 
 #include <cmath>
 #include <optional>
@@ -21,6 +21,7 @@ struct AttentionConfig {
   std::optional<int64_t> window;  // W keys including the current token; absent: global
   double softmax_scale = 0.0;
   int64_t flash_tile = 128;  // only `flash` reads it; every implementation accepts it
+  bool fused_kernels = true;  // one q/k/v product, RoPE by rope_kernel.hpp; false: the composed reference (A/B)
 
   int64_t group_size() const { return n_heads / n_kv_heads; }
 
@@ -49,6 +50,7 @@ struct AttentionConfig {
     if (!(cfg.softmax_scale > 0.0 && std::isfinite(cfg.softmax_scale)))
       throw config_error("softmax_scale", "must be a finite number > 0, got " + std::to_string(cfg.softmax_scale));
     cfg.flash_tile = c.get_int("flash_tile", 128);
+    cfg.fused_kernels = c.get_choice("kernels", "fused", {"fused", "reference"}) == "fused";
     return cfg;
   }
 
@@ -111,18 +113,32 @@ inline torch::Tensor optional_param(const Params& p, bool present, const char* n
   return present ? p[name] : torch::Tensor();
 }
 
-// x (B, T, d_model) at float64 `positions` (T,) into heads.
+// x (B, T, d_model) at float64 `positions` (T,) into heads. With fused kernels q, k and v come
+// from one product with [wq; wk; wv] (one GEMM three times as wide in place of three, forward and
+// for each gradient, which the CPU's BLAS runs faster); the reference runs three.
 inline Heads project(const AttentionConfig& cfg, const torch::Tensor& x, const Params& p,
                      const torch::Tensor& positions) {
-  auto split = [&](const char* w, const char* b, int64_t heads) {
-    auto y = torch::linear(x, p[w], optional_param(p, cfg.qkv_bias, b));
-    return y.view({x.size(0), x.size(1), heads, cfg.head_dim}).transpose(1, 2);
+  const int64_t q_width = cfg.n_heads * cfg.head_dim, kv_width = cfg.n_kv_heads * cfg.head_dim;
+  std::vector<torch::Tensor> qkv;
+  if (cfg.fused_kernels) {
+    auto bias = cfg.qkv_bias ? torch::cat({p["bq"], p["bk"], p["bv"]}) : torch::Tensor();
+    qkv = torch::linear(x, torch::cat({p["wq"], p["wk"], p["wv"]}), bias)
+              .split_with_sizes({q_width, kv_width, kv_width}, -1);
+  } else {
+    for (auto [w, b] : {std::pair{"wq", "bq"}, std::pair{"wk", "bk"}, std::pair{"wv", "bv"}})
+      qkv.push_back(torch::linear(x, p[w], optional_param(p, cfg.qkv_bias, b)));
+  }
+  auto heads = [&](const torch::Tensor& y, int64_t n) {
+    return y.view({x.size(0), x.size(1), n, cfg.head_dim}).transpose(1, 2);
   };
-  Heads h{split("wq", "bq", cfg.n_heads), split("wk", "bk", cfg.n_kv_heads), split("wv", "bv", cfg.n_kv_heads)};
+  Heads h{heads(qkv[0], cfg.n_heads), heads(qkv[1], cfg.n_kv_heads), heads(qkv[2], cfg.n_kv_heads)};
   if (cfg.rope.enabled()) {
     auto [cos, sin] = cfg.rope.tables(positions, x.scalar_type());
-    h.q = cfg.rope.apply(h.q, cos, sin);
-    h.k = cfg.rope.apply(h.k, cos, sin);
+    auto rotate = [&](const torch::Tensor& t) {
+      return cfg.fused_kernels ? rope_fused(cfg.rope, t, cos, sin) : cfg.rope.apply(t, cos, sin);
+    };
+    h.q = rotate(h.q);
+    h.k = rotate(h.k);
   }
   return h;
 }

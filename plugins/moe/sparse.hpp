@@ -52,9 +52,14 @@ struct ExpertLoop {
 // dtype; widths such as 44 in bfloat16) runs the loop instead.
 struct GroupedGemm {
   static ImplInfo info() {
-    return detail::sparse_info("grouped", "1.0.0",
-                               "mixture of experts: tokens sorted by expert, each projection one grouped matmul "
-                               "(at::_grouped_mm; float64 through the per-expert loop)");
+    auto i = detail::sparse_info("grouped", "1.0.0",
+                                 "mixture of experts: tokens sorted by expert, each projection one grouped matmul "
+                                 "(at::_grouped_mm; float64 through the per-expert loop)");
+    // What an experiment gets without impl = "...": nothing padded, so its work follows the routing
+    // (in a d_model 512 Mixtral-style step 1.61x the tokens/s of `sparse`, whose padding to the
+    // largest group grows with the router's imbalance; bench/README.md).
+    i.caps |= MIXLAB_CAP_PREFERRED;
+    return i;
   }
   static torch::Tensor run(const torch::Tensor& block, const std::vector<int64_t>& counts, const ExpertStack& e,
                            const MoeConfig& cfg) {
@@ -79,11 +84,9 @@ struct GroupedGemm {
 // the capacity when one is set.
 struct PaddedBatch {
   static ImplInfo info() {
-    auto i = detail::sparse_info("sparse", "1.1.0",
-                                 "mixture of experts: tokens sorted by expert, groups padded to the largest, one "
-                                 "batched matmul per projection");
-    i.caps |= MIXLAB_CAP_PREFERRED;  // what an experiment gets without impl = "...": the fastest measured (bench_moe)
-    return i;
+    return detail::sparse_info("sparse", "1.1.0",
+                               "mixture of experts: tokens sorted by expert, groups padded to the largest, one "
+                               "batched matmul per projection");
   }
   static torch::Tensor run(const torch::Tensor& block, const std::vector<int64_t>& counts, const ExpertStack& e,
                            const MoeConfig& cfg) {

@@ -102,7 +102,7 @@ TEST_CASE("registry: without impl, a plugin's preferred implementation is chosen
   Registry r;
   r.add_folder(MIXLAB_PLUGIN_DIR);
   const std::vector<std::pair<std::string, std::string>> expected{
-      {"attention", "sdpa"}, {"mamba", "chunked"}, {"retnet", "chunkwise"}, {"hyena", "fft"}, {"moe", "sparse"},
+      {"attention", "sdpa"}, {"mamba", "chunked"}, {"retnet", "chunkwise"}, {"hyena", "fft"}, {"moe", "grouped"},
       {"mla", "absorbed"}, {"mlp", "default"}};
   for (const auto& [plugin, impl] : expected) {
     CAPTURE(plugin);
