@@ -8,6 +8,8 @@
 #include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "host_test_helpers.hpp"
+#include "model_reference_check.hpp"
+#include "refusal_check.hpp"
 #include "model/depth_gating.hpp"
 #include "model/model.hpp"
 #include "runtime/registry.hpp"
@@ -19,6 +21,8 @@
 #include <numeric>
 
 namespace fs = std::filesystem;
+using mixlab::test::float64_leaves;
+using mixlab::test::relative_error;
 
 namespace {
 
@@ -26,11 +30,6 @@ namespace {
 at::Generator generator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
 torch::Tensor random_tokens(std::vector<int64_t> shape, at::Generator& gen) {
   return torch::randint(0, 256, shape, gen, torch::kInt64);
-}
-
-double rel(const torch::Tensor& a, const torch::Tensor& b) {
-  auto a64 = a.detach().to(torch::kFloat64), b64 = b.detach().to(torch::kFloat64);
-  return ((a64 - b64).norm() / b64.norm().clamp_min(1e-300)).item<double>();
 }
 
 // An attention + SwiGLU experiment of `layers` layers: `model_keys` are extra [model] lines, and
@@ -49,13 +48,6 @@ fs::path write_experiment(const std::string& name, const std::string& model_keys
   }
   out << "[data]\nsource = \"builtin:grammar\"\nseq_len = 16\n[training]\nsteps = 1\n";
   return dir / "m.toml";
-}
-
-// The model's parameters as float64 leaves, by name.
-std::map<std::string, torch::Tensor> float64_leaves(const mixlab::Model& model) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& p : model.parameters()) out[p.name] = p.tensor.detach().to(torch::kFloat64).requires_grad_(true);
-  return out;
 }
 
 // The naive model in float64: RMSNorm written out, every sequence on its own, and a gated
@@ -165,8 +157,8 @@ TEST_CASE("depth gating equals a token-by-token float64 reference: logits, aux l
       Reference ref{model, P, training};
       auto want = ref.logits(tokens, gated);
       REQUIRE(ref.min_margin > 1e-4);  // no routing decision within float32 rounding of its boundary
-      CHECK(rel(out.logits, want) < 1e-5);
-      CHECK(rel(out.aux_loss, 0.3 * ref.aux) < 1e-5);
+      CHECK(relative_error(out.logits, want) < 1e-5);
+      CHECK(relative_error(out.aux_loss, 0.3 * ref.aux) < 1e-5);
       // Statistics: the share routed (training: exactly k of T) and whether top-k and threshold agree.
       std::map<std::string, double> side;
       for (const auto& s : out.sides) side[s.name] = s.value.item<double>();
@@ -176,11 +168,7 @@ TEST_CASE("depth gating equals a token-by-token float64 reference: logits, aux l
       if (!training) continue;
       ((out.logits.to(torch::kFloat64) * weights).sum() + out.aux_loss).backward();
       ((want * weights).sum() + 0.3 * ref.aux).backward();
-      for (const auto& p : model.parameters()) {
-        CAPTURE(p.name);
-        REQUIRE(p.tensor.grad().defined());
-        CHECK(rel(p.tensor.grad(), P.at(p.name).grad()) < 1e-4);
-      }
+      mixlab::test::check_gradients(model, P);
     }
   }
 }
@@ -225,7 +213,7 @@ TEST_CASE("depth gating: inference routing is causal, training's top-k is not, a
   auto session = model.start_decode(1);
   std::vector<torch::Tensor> steps{session.step(row.narrow(1, 0, 5))};
   for (int64_t t = 5; t < 16; ++t) steps.push_back(session.step(row.narrow(1, t, 1)));
-  CHECK(rel(torch::cat(steps, 1), model.forward(row, false, 0).logits) < 1e-5);
+  CHECK(relative_error(torch::cat(steps, 1), model.forward(row, false, 0).logits) < 1e-5);
 }
 
 TEST_CASE("residual = parallel equals h + mixer(norm(h)) + ffn(norm(h)) in float64; decode equals the forward") {
@@ -249,19 +237,16 @@ TEST_CASE("residual = parallel equals h + mixer(norm(h)) + ffn(norm(h)) in float
       ref.parallel = true;
       ref.post_norm = std::string(position) == "post";
       auto want = ref.logits(tokens, {false, false});
-      CHECK(rel(out.logits, want) < 1e-5);
+      CHECK(relative_error(out.logits, want) < 1e-5);
       auto weights = torch::randn(out.logits.sizes(), gen, torch::kFloat64);
       (out.logits.to(torch::kFloat64) * weights).sum().backward();
       (want * weights).sum().backward();
-      for (const auto& p : model.parameters()) {
-        CAPTURE(p.name);
-        CHECK(rel(p.tensor.grad(), P.at(p.name).grad()) < 1e-4);
-      }
+      mixlab::test::check_gradients(model, P);
       torch::NoGradGuard no_grad;
       auto session = model.start_decode(2);
       std::vector<torch::Tensor> steps{session.step(tokens.narrow(1, 0, 4))};
       for (int64_t t = 4; t < 16; ++t) steps.push_back(session.step(tokens.narrow(1, t, 1)));
-      CHECK(rel(torch::cat(steps, 1), model.forward(tokens, false, 0).logits) < 1e-5);
+      CHECK(relative_error(torch::cat(steps, 1), model.forward(tokens, false, 0).logits) < 1e-5);
     }
   }
 }
@@ -293,11 +278,7 @@ TEST_CASE("depth_gating: a capacity outside (0, 1], another router, a post-norm 
   const std::string head = "[model]\nd_model = 16\nmax_seq_len = 16\n";
   const std::string tpl = "[model.templates.t]\nmixer = { plugin = \"attention\", n_heads = 2 }\nffn = { plugin = \"mlp\" }\n";
   const std::string tail = "[data]\nsource = \"builtin:grammar\"\nseq_len = 16\n[training]\nsteps = 1\n";
-  struct Case {
-    std::string text, field, message;
-    int64_t line;
-  };
-  const std::vector<Case> cases{
+  const std::vector<mixlab::test::RefusalCase> cases{
       {head + tpl + "depth_gating = { capacity = 0 }\n[[model.schedule]]\ntemplate = \"t\"\n" + tail,
        "model.templates.t.depth_gating.capacity", "expected a number in (0, 1]", 7},
       {head + tpl + "[[model.schedule]]\ntemplate = \"t\"\ndepth_gating = { capacity = 1.5 }\n" + tail,
@@ -309,19 +290,9 @@ TEST_CASE("depth_gating: a capacity outside (0, 1], another router, a post-norm 
       {head + "norm_position = \"post\"\n" + tpl + "depth_gating = { capacity = 0.5 }\n[[model.schedule]]\ntemplate = \"t\"\n" + tail,
        "model.templates.t.depth_gating", "norm_position = \"pre\"", 8},
   };
-  for (const auto& c : cases) {
-    CAPTURE(c.field);
-    try {
-      mixlab::parse_experiment(c.text, "x.toml");
-      FAIL("accepted");
-    } catch (const mixlab::ExperimentError& e) {
-      const auto& d = e.diagnostics();
-      auto it = std::find_if(d.begin(), d.end(), [&](const mixlab::Diagnostic& x) { return x.field == c.field; });
-      REQUIRE(it != d.end());
-      CHECK(it->pos.line == c.line);
-      CHECK(it->message.find(c.message) != std::string::npos);
-    }
-  }
+  mixlab::test::check_refusals(cases);
+
+
   // End to end: `host validate` names the file, the line and the field, and fails without a signal.
   const fs::path dir = mixlab::test::scratch("mod-bad");
   fs::create_directories(dir);

@@ -9,6 +9,8 @@
 #include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "host_test_helpers.hpp"
+#include "model_reference_check.hpp"
+#include "refusal_check.hpp"
 #include "model/model.hpp"
 #include "model/parallel_streams.hpp"
 #include "runtime/registry.hpp"
@@ -20,13 +22,9 @@
 #include <fstream>
 
 namespace fs = std::filesystem;
+using mixlab::test::relative_error;
 
 namespace {
-
-double rel(const torch::Tensor& a, const torch::Tensor& b) {
-  auto a64 = a.detach().to(torch::kFloat64), b64 = b.detach().to(torch::kFloat64);
-  return ((a64 - b64).norm() / b64.norm().clamp_min(1e-300)).item<double>();
-}
 
 struct MergeCase {
   std::string merge;
@@ -153,19 +151,14 @@ TEST_CASE("every merge equals a naive float64 reference: logits and every gradie
     auto registry = mixlab::experiment_registry(config);
     mixlab::Model model(config, registry, 256, torch::kCPU);
     auto out = model.forward(tokens, true, 0);
-    std::map<std::string, torch::Tensor> P;
-    for (const auto& p : model.parameters()) P[p.name] = p.tensor.detach().to(torch::kFloat64).requires_grad_(true);
+    auto P = mixlab::test::float64_leaves(model);
     Reference ref{model, *config.layers()[0].streams, P};
     auto want = ref.logits(tokens);
-    CHECK(rel(out.logits, want) < 1e-5);
+    CHECK(relative_error(out.logits, want) < 1e-5);
     auto weights = torch::randn(out.logits.sizes(), gen, torch::kFloat64);
     (out.logits.to(torch::kFloat64) * weights).sum().backward();
     (want * weights).sum().backward();
-    for (const auto& p : model.parameters()) {
-      CAPTURE(p.name);
-      REQUIRE(p.tensor.grad().defined());
-      CHECK(rel(p.tensor.grad(), P.at(p.name).grad()) < 1e-4);
-    }
+    mixlab::test::check_gradients(model, P);
     // Readable names: the streams' plugins and the merge's own.
     CHECK(P.count("layers.0.streams.0.mixer.wq") == 1);
     CHECK(P.count("layers.0.streams.1.mixer.in_proj.weight") == 1);
@@ -178,7 +171,7 @@ TEST_CASE("every merge equals a naive float64 reference: logits and every gradie
     auto session = model.start_decode(2);
     std::vector<torch::Tensor> steps{session.step(tokens.narrow(1, 0, 5))};
     for (int64_t t = 5; t < 16; ++t) steps.push_back(session.step(tokens.narrow(1, t, 1)));
-    CHECK(rel(torch::cat(steps, 1), model.forward(tokens, false, 0).logits) < 1e-5);
+    CHECK(relative_error(torch::cat(steps, 1), model.forward(tokens, false, 0).logits) < 1e-5);
   }
 }
 
@@ -197,7 +190,7 @@ TEST_CASE("streams in a parallel-residual and a depth-gated layer: decode still 
     auto session = model.start_decode(1);
     std::vector<torch::Tensor> steps{session.step(tokens.narrow(1, 0, 3))};
     for (int64_t t = 3; t < 16; ++t) steps.push_back(session.step(tokens.narrow(1, t, 1)));
-    CHECK(rel(torch::cat(steps, 1), model.forward(tokens, false, 0).logits) < 1e-5);
+    CHECK(relative_error(torch::cat(steps, 1), model.forward(tokens, false, 0).logits) < 1e-5);
   }
 }
 
@@ -236,11 +229,7 @@ TEST_CASE("bad streams are refused with their line: a merge not in the list, wid
   const std::string tail = "[[model.schedule]]\ntemplate = \"t\"\n[data]\nsource = \"builtin:grammar\"\nseq_len = 16\n"
                            "[training]\nsteps = 1\n";
   const std::string two = "streams = [" + kAttention + ", " + kAttention + "]\n";
-  struct Case {
-    std::string text, field, message;
-    int64_t line;
-  };
-  const std::vector<Case> cases{
+  const std::vector<mixlab::test::RefusalCase> cases{
       {head + two + "merge = \"concatenate\"\n" + ffn + tail, "model.templates.t.merge",
        "expected \"concat\", \"add\", \"gated\" or \"cross_attn\", got \"concatenate\"", 6},
       {head + two + "merge = \"gatd\"\n" + ffn + tail, "model.templates.t.merge", "did you mean \"gated\"", 6},
@@ -262,20 +251,9 @@ TEST_CASE("bad streams are refused with their line: a merge not in the list, wid
       {head + two + "merge = \"add\"\n" + ffn + "[model.mtp]\ndepth = 1\n" + tail, "model.mtp.depth",
        "the last layer has parallel streams", 9},
   };
-  for (const auto& c : cases) {
-    CAPTURE(c.field);
-    CAPTURE(c.text);
-    try {
-      mixlab::parse_experiment(c.text, "x.toml");
-      FAIL("accepted");
-    } catch (const mixlab::ExperimentError& e) {
-      const auto& d = e.diagnostics();
-      auto it = std::find_if(d.begin(), d.end(), [&](const mixlab::Diagnostic& x) { return x.field == c.field; });
-      REQUIRE_MESSAGE(it != d.end(), e.what());
-      CHECK(it->pos.line == c.line);
-      CHECK_MESSAGE(it->message.find(c.message) != std::string::npos, it->message);
-    }
-  }
+  mixlab::test::check_refusals(cases);
+
+
   // A stream's plugin that is an FFN, and a bad plugin key at the stream's width, named by their slot.
   const fs::path dir = mixlab::test::scratch("streams-bad");
   fs::create_directories(dir);
