@@ -98,6 +98,24 @@ TEST_SUITE("probe") {
     for (const auto& c : p["cells"]) CHECK(c["status"] == "completed");
   }
 
+  TEST_CASE("probe: mla, whose latent_dim is required, runs in the standard model at a quarter of each width") {
+    auto dir = scratch("probe-mla");
+    auto r = host("probe --mixer mla --suite mqar --levels 1 --widths 32 --widths 64 --steps 2 --lr 0.003 --output-dir " +
+                      dir.string(),
+                  300);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    CHECK(contains(r.output, "conformance of mla"));
+    for (int width : {32, 64}) {
+      CAPTURE(width);
+      auto m = read_json(dir / ("cells/mla/mqar/len-64--kv-4/width-" + std::to_string(width) +
+                                "/lr0.003-wd0/seed-0/run/manifest.json"));
+      CHECK(m["status"] == "completed");
+      CHECK(m["config"]["model"]["d_model"] == width);
+      CHECK(m["config"]["model"]["templates"]["block"]["mixer"]["latent_dim"] == width / 4);
+    }
+  }
+
   TEST_CASE("probe: a bad --mixer, a mixer failing conformance and a wrong --tasks are refused before training") {
     auto dir = scratch("probe-refused");
     auto unknown = host("probe --mixer atention --output-dir " + dir.string(), 60);
