@@ -126,6 +126,7 @@ std::vector<std::string> cell_overrides(const Cell& c) {
     for (const auto& [key, value] : width_keys(c.subject->plugin, c.width))
       s.push_back("model.templates.block.mixer." + key + "=" + std::to_string(value));
   }
+  if (c.task->mixer_only && c.subject->standard) s.push_back("model.templates.block.ffn=\"none\"");
   return s;
 }
 
@@ -245,6 +246,7 @@ std::vector<ProbeTaskPlan> plan_tasks(const ProbeOptions& o, const ProbeScale& s
     if (o.levels > 0 && std::ssize(t.levels) > o.levels) t.levels.resize(static_cast<size_t>(o.levels));
     if (!o.lrs.empty()) t.lrs = o.lrs;
     if (!o.weight_decays.empty()) t.weight_decays = o.weight_decays;
+    if (o.steps > 0) t.steps = o.steps;
     tasks.push_back(std::move(t));
   }
   return tasks;

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "host_test_helpers.hpp"
+#include "train/probe_plan.hpp"
 
 #include <sys/stat.h>
 
@@ -113,6 +114,35 @@ TEST_SUITE("probe") {
       CHECK(m["status"] == "completed");
       CHECK(m["config"]["model"]["d_model"] == width);
       CHECK(m["config"]["model"]["templates"]["block"]["mixer"]["latent_dim"] == width / 4);
+      CHECK(m["config"]["model"]["templates"]["block"]["ffn"] == "none");  // MQAR: the mixer alone
+      CHECK(m["config"]["training"]["batch_size"] == 64);
+    }
+    std::ifstream md(dir / "probe.md");
+    std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+    CHECK(contains(text, "steps x batch per cell: mqar 2 x 64."));
+  }
+
+  TEST_CASE("probe: the MQAR plan is zoology's sweep, at the CPU scale with the same tokens per step at every length") {
+    for (bool full : {false, true}) {
+      CAPTURE(full);
+      const mixlab::ProbeScale scale = mixlab::probe_scale(full);
+      REQUIRE(scale.mqar.size() == 1);
+      const auto& task = scale.mqar[0];
+      CHECK(task.mixer_only);
+      CHECK(task.width_sweep);
+      REQUIRE(task.levels.size() == 3);
+      for (const auto& level : task.levels) {
+        const auto length = static_cast<int64_t>(level.options.at("input_seq_len"));
+        CHECK(level.options.at("num_kv_pairs") * 16 == length);
+        CHECK(level.options.at("random_non_queries") == 0);
+        CHECK(level.options.at("train_examples") == 100000);
+        // zoology: batch 512 up to T 128, then 256; the CPU scale: 4,096 tokens per step.
+        CHECK(scale.batch_for(level) == (full ? (length <= 128 ? 512 : 256) : 4096 / length));
+      }
+      // The CPU scale's MQAR steps are its own; --full trains 64 epochs of 100,000 examples.
+      CHECK(scale.steps_for(task, task.levels[0]) == (full ? 64 * ((100000 + 511) / 512) : 1000));
+      CHECK(scale.steps_for(scale.mad[0], scale.mad[0].levels[0]) == (full ? 200 * 100 : 200));
+      CHECK(task.weight_decays == std::vector<double>{full ? 0.01 : 0.0});
     }
   }
 
