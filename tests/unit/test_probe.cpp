@@ -122,6 +122,23 @@ TEST_SUITE("probe") {
     CHECK(contains(text, "steps x batch per cell: mqar 2 x 64."));
   }
 
+  TEST_CASE("probe: zoology's attention (experiments/probe_attention_zoology.toml) is probed as it is, at each width") {
+    auto dir = scratch("probe-zoology");
+    const std::string file = std::string(MIXLAB_SOURCE_DIR) + "/experiments/probe_attention_zoology.toml";
+    auto r = host("probe --experiment " + file + " --suite mqar --levels 1 --widths 32 --steps 2 --lr 0.003 --output-dir " +
+                      dir.string(),
+                  300);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    auto m = read_json(dir / "cells/probe_attention_zoology/mqar/len-64--kv-4/width-32/lr0.003-wd0/seed-0/run/manifest.json");
+    CHECK(m["status"] == "completed");
+    const auto& model = m["config"]["model"];
+    CHECK(model["d_model"] == 32);
+    CHECK(model["positional"] == "learned");
+    CHECK(model["templates"]["block"]["ffn"] == "none");
+    CHECK(model["templates"]["block"]["mixer"]["partial_rotary_factor"] == 0.0);
+  }
+
   TEST_CASE("probe: the MQAR plan is zoology's sweep, at the CPU scale with the same tokens per step at every length") {
     for (bool full : {false, true}) {
       CAPTURE(full);
