@@ -1,7 +1,7 @@
 #include "train/probe_plan.hpp"
 
 #include <sstream>
-#include <tuple>
+#include <utility>
 
 namespace mixlab {
 namespace {
@@ -145,9 +145,9 @@ ProbeScale probe_scale(bool full) {
   s.batch_size = 16;
   s.steps = 200;
   s.mad = with_grid(mad_cpu(), {1e-3, 4e-3}, {0.0});
-  // MQAR at the CPU scale (docs/probe.md, docs/results.md): attention leaves the 25% plateau
-  // (the values of the context guessed without the key) after about 400 steps of 4,096 tokens
-  // (batch 64 at T 64), so every level sees the same tokens and scored positions per step.
+  // MQAR at the CPU scale (docs/probe.md, docs/results.md#probes): zoology's attention leaves
+  // the 25% plateau (a value of the context, guessed without the key) after about 400 steps of
+  // 4,096 tokens (batch 64 at T 64); every level sees those tokens and scored positions per step.
   s.mqar_widths = {32, 64, 128};
   s.mqar = with_grid(mqar(512, 100000, 256, [](int64_t length) { return 64 * 64 / length; }), {1e-3, 3e-3}, {0.0});
   s.mqar[0].steps = 1000;
