@@ -1,6 +1,6 @@
 set terminal pngcairo size 800,450
 set output 'diagnostics.png'
-set title "MQAR T 64, 4 pairs, width 64: only zoology's model leaves the 25% plateau by step 600"
+set title "MQAR T 64, 4 pairs, width 64: only zoology's model leaves the 25% plateau by step 800"
 set xlabel "step (batch 64, lr 3e-3)"
 set ylabel "validation accuracy (%)"
 set yrange [0:100]
