@@ -37,7 +37,20 @@ struct Subject {
   std::string name;
   std::filesystem::path experiment;
   bool standard = false;
+  std::string plugin;  // the standard model's mixer plugin
 };
+
+// Config keys a bundled mixer requires that depend on the width, as width / divisor
+// (docs/probe.md): the standard model sets them at every width of a sweep. mla's KV
+// latent is compressed at DeepSeek-V2-Lite's ratio, d_c = d_model / 4 (512 of 2048).
+const std::map<std::string, std::map<std::string, int64_t>> kWidthKeys = {{"mla", {{"latent_dim", 4}}}};
+
+std::map<std::string, int64_t> width_keys(const std::string& plugin, int64_t width) {
+  std::map<std::string, int64_t> keys;
+  if (const auto it = kWidthKeys.find(plugin); it != kWidthKeys.end())
+    for (const auto& [key, divisor] : it->second) keys[key] = std::max<int64_t>(1, width / divisor);
+  return keys;
+}
 
 struct Cell {
   const Subject* subject;
@@ -76,6 +89,7 @@ std::string standard_model(const std::string& plugin, const std::optional<std::s
     << "tie_embeddings = true\n\n"
     << "[model.templates.block]\nmixer = { plugin = " << quoted(plugin);
   if (impl) t << ", impl = " << quoted(*impl);
+  for (const auto& [key, value] : width_keys(plugin, scale.width)) t << ", " << key << " = " << value;
   t << " }\nffn = { plugin = \"mlp\", activation = \"swiglu\" }\n\n"
     << "[[model.schedule]]\ntemplate = \"block\"\nrepeat = " << scale.blocks << "\n\n"
     << "[data]\nsource = \"builtin:recall\"\nseq_len = 64\n\n"
@@ -107,7 +121,12 @@ std::vector<std::string> cell_overrides(const Cell& c) {
                                 "checkpoint.every=0",
                                 "metrics.log_every=" + std::to_string(std::max<int64_t>(1, c.steps / 10))};
   for (const auto& [key, value] : o) s.push_back("data.options." + key + "=" + number(value));
-  if (c.width > 0) s.push_back("model.d_model=" + std::to_string(c.width));
+  if (c.width > 0) {
+    s.push_back("model.d_model=" + std::to_string(c.width));
+    for (const auto& [key, value] : width_keys(c.subject->plugin, c.width))
+      s.push_back("model.templates.block.mixer." + key + "=" + std::to_string(value));
+  }
+  if (c.task->mixer_only && c.subject->standard) s.push_back("model.templates.block.ffn=\"none\"");
   return s;
 }
 
@@ -234,6 +253,7 @@ std::vector<ProbeTaskPlan> plan_tasks(const ProbeOptions& o, const ProbeScale& s
     if (o.levels > 0 && std::ssize(t.levels) > o.levels) t.levels.resize(static_cast<size_t>(o.levels));
     if (!o.lrs.empty()) t.lrs = o.lrs;
     if (!o.weight_decays.empty()) t.weight_decays = o.weight_decays;
+    if (o.steps > 0) t.steps = o.steps;
     tasks.push_back(std::move(t));
   }
   return tasks;
@@ -321,14 +341,14 @@ nlohmann::json run_probe(const ProbeOptions& o) {
     Registry registry = Registry::discover();
     for (const auto& spec : o.mixers) {
       auto [plugin, impl] = parse_mixer(spec, registry);
-      Subject s{folder_name(plugin + (impl ? "-" + *impl : "")), {}, true};
+      Subject s{folder_name(plugin + (impl ? "-" + *impl : "")), {}, true, plugin};
       s.experiment = std::filesystem::absolute(dir / "subjects" / (s.name + ".toml"));
       std::filesystem::create_directories(s.experiment.parent_path());
       write_file_atomic(s.experiment, standard_model(plugin, impl, scale));
       subjects.push_back(s);
     }
   } else {
-    for (const auto& file : o.experiments) subjects.push_back({folder_name(file.stem().string()), std::filesystem::absolute(file), false});
+    for (const auto& file : o.experiments) subjects.push_back({folder_name(file.stem().string()), std::filesystem::absolute(file), false, {}});
   }
   for (const auto& s : subjects)
     if (!names.insert(s.name).second) throw std::runtime_error("host probe: \"" + s.name + "\" is given twice");

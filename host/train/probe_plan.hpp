@@ -23,8 +23,10 @@ struct ProbeTaskPlan {
   std::string source;  // "builtin:recall"
   std::vector<ProbeLevel> levels;
   bool width_sweep = false;  // MQAR: every level at every width of the scale
+  bool mixer_only = false;   // MQAR: the standard model's blocks without their FFN (zoology's)
   std::vector<double> lrs, weight_decays;  // the optimizer grid; a setting keeps its best grid point
-  int64_t epochs = 0;                      // passes over the train set, when the scale sets no steps
+  int64_t steps = 0;                       // > 0: steps per cell of this task, instead of the scale's
+  int64_t epochs = 0;                      // passes over the train set, when neither sets steps
 };
 
 struct ProbeScale {
@@ -32,12 +34,12 @@ struct ProbeScale {
   int64_t width = 64;                 // d_model of the standard probe model (MAD)
   int64_t blocks = 2;                 // blocks of mixer + SwiGLU MLP (hidden 4 * width)
   int64_t batch_size = 32;
-  int64_t steps = 0;                  // > 0: steps per cell; 0: the task's epochs over the level's train set
+  int64_t steps = 0;                  // > 0: steps per cell (a task's own steps first); 0: the task's epochs
   std::vector<int64_t> mqar_widths;
   std::vector<ProbeTaskPlan> mad, mqar;
 
   int64_t batch_for(const ProbeLevel& level) const { return level.batch_size > 0 ? level.batch_size : batch_size; }
-  // `steps`, or the task's epochs over the level's train_examples.
+  // The task's steps, else `steps`, else the task's epochs over the level's train_examples.
   int64_t steps_for(const ProbeTaskPlan& task, const ProbeLevel& level) const;
 };
 

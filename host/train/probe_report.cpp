@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -109,11 +110,23 @@ std::string probe_markdown(const nlohmann::json& p) {
   const auto& settings = p["settings"];
   const auto subjects = distinct(settings, "subject");
   const auto& scale = p["scale"];
+  // Steps and batch per task, from the cells (a task's own steps, or its epochs per level).
+  std::map<std::string, std::pair<std::set<int64_t>, std::set<int64_t>>> trained;
+  for (const auto& c : p["cells"]) {
+    auto& [steps, batches] = trained[c["key"]["task"].get<std::string>()];
+    steps.insert(c["key"]["steps"].get<int64_t>());
+    batches.insert(c["key"]["batch_size"].get<int64_t>());
+  }
+  const auto range = [](const std::set<int64_t>& v) {
+    return std::to_string(*v.begin()) + (v.size() > 1 ? "-" + std::to_string(*v.rbegin()) : "");
+  };
   md << "# Probe\n\nScale `" << scale["name"].get<std::string>() << "` (docs/probe.md): a `--mixer` is probed in "
-     << scale["blocks"] << " blocks of mixer + SwiGLU MLP at width " << scale["width"] << " (MQAR: at each width); "
-     << (scale["steps"].get<int64_t>() > 0 ? std::to_string(scale["steps"].get<int64_t>()) + " steps"
-                                             : std::string("the tasks' epochs"))
-     << " per cell. Accuracy (%) on the held-out examples' scored positions, for each setting the best point of "
+     << scale["blocks"] << " blocks of mixer + SwiGLU MLP at width " << scale["width"]
+     << " (MQAR: blocks of the mixer alone, at each width); steps x batch per cell:";
+  for (const auto& [task, sizes] : trained)
+    md << " " << task << " " << range(sizes.first) << " x " << range(sizes.second)
+       << (&task == &trained.rbegin()->first ? "." : ",");
+  md << " Accuracy (%) on the held-out examples' scored positions, for each setting the best point of "
         "the learning-rate x weight-decay grid by mean over "
      << p["seeds"] << " seed" << (p["seeds"].get<int64_t>() == 1 ? "" : "s")
      << " (mean ± sample std over seeds; grid point in brackets).\n\n";

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "host_test_helpers.hpp"
+#include "train/probe_plan.hpp"
 
 #include <sys/stat.h>
 
@@ -96,6 +97,70 @@ TEST_SUITE("probe") {
     auto p = read_json(dir / "probe.json");
     CHECK(p["cells"].size() == 3);
     for (const auto& c : p["cells"]) CHECK(c["status"] == "completed");
+  }
+
+  TEST_CASE("probe: mla, whose latent_dim is required, runs in the standard model at a quarter of each width") {
+    auto dir = scratch("probe-mla");
+    auto r = host("probe --mixer mla --suite mqar --levels 1 --widths 32 --widths 64 --steps 2 --lr 0.003 --output-dir " +
+                      dir.string(),
+                  300);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    CHECK(contains(r.output, "conformance of mla"));
+    for (int width : {32, 64}) {
+      CAPTURE(width);
+      auto m = read_json(dir / ("cells/mla/mqar/len-64--kv-4/width-" + std::to_string(width) +
+                                "/lr0.003-wd0/seed-0/run/manifest.json"));
+      CHECK(m["status"] == "completed");
+      CHECK(m["config"]["model"]["d_model"] == width);
+      CHECK(m["config"]["model"]["templates"]["block"]["mixer"]["latent_dim"] == width / 4);
+      CHECK(m["config"]["model"]["templates"]["block"]["ffn"] == "none");  // MQAR: the mixer alone
+      CHECK(m["config"]["training"]["batch_size"] == 64);
+    }
+    std::ifstream md(dir / "probe.md");
+    std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+    CHECK(contains(text, "steps x batch per cell: mqar 2 x 64."));
+  }
+
+  TEST_CASE("probe: zoology's attention (experiments/probe_attention_zoology.toml) is probed as it is, at each width") {
+    auto dir = scratch("probe-zoology");
+    const std::string file = std::string(MIXLAB_SOURCE_DIR) + "/experiments/probe_attention_zoology.toml";
+    auto r = host("probe --experiment " + file + " --suite mqar --levels 1 --widths 32 --steps 2 --lr 0.003 --output-dir " +
+                      dir.string(),
+                  300);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    auto m = read_json(dir / "cells/probe_attention_zoology/mqar/len-64--kv-4/width-32/lr0.003-wd0/seed-0/run/manifest.json");
+    CHECK(m["status"] == "completed");
+    const auto& model = m["config"]["model"];
+    CHECK(model["d_model"] == 32);
+    CHECK(model["positional"] == "learned");
+    CHECK(model["templates"]["block"]["ffn"] == "none");
+    CHECK(model["templates"]["block"]["mixer"]["partial_rotary_factor"] == 0.0);
+  }
+
+  TEST_CASE("probe: the MQAR plan is zoology's sweep, at the CPU scale with the same tokens per step at every length") {
+    for (bool full : {false, true}) {
+      CAPTURE(full);
+      const mixlab::ProbeScale scale = mixlab::probe_scale(full);
+      REQUIRE(scale.mqar.size() == 1);
+      const auto& task = scale.mqar[0];
+      CHECK(task.mixer_only);
+      CHECK(task.width_sweep);
+      REQUIRE(task.levels.size() == 3);
+      for (const auto& level : task.levels) {
+        const auto length = static_cast<int64_t>(level.options.at("input_seq_len"));
+        CHECK(level.options.at("num_kv_pairs") * 16 == length);
+        CHECK(level.options.at("random_non_queries") == 0);
+        CHECK(level.options.at("train_examples") == 100000);
+        // zoology: batch 512 up to T 128, then 256; the CPU scale: 4,096 tokens per step.
+        CHECK(scale.batch_for(level) == (full ? (length <= 128 ? 512 : 256) : 4096 / length));
+      }
+      // The CPU scale's MQAR steps are its own; --full trains 64 epochs of 100,000 examples.
+      CHECK(scale.steps_for(task, task.levels[0]) == (full ? 64 * ((100000 + 511) / 512) : 1000));
+      CHECK(scale.steps_for(scale.mad[0], scale.mad[0].levels[0]) == (full ? 200 * 100 : 200));
+      CHECK(task.weight_decays == std::vector<double>{full ? 0.01 : 0.0});
+    }
   }
 
   TEST_CASE("probe: a bad --mixer, a mixer failing conformance and a wrong --tasks are refused before training") {
