@@ -144,11 +144,13 @@ void add_study_commands(CLI::App& app, Action& action) {
       ->check(CLI::NonNegativeNumber & finite_number());
   pb->add_option("--widths", probe.widths, "MQAR widths instead of the scale's (repeatable)")
       ->check(CLI::Range(int64_t{1}, int64_t{65536}));
+  pb->add_option("--nproc", probe.nproc, "training processes per cell (data parallel, as host run --nproc)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}));
   pb->callback([&] {
     action = [&] {
       probe.experiments.assign(probe_files.begin(), probe_files.end());
       probe.output_dir = probe_dir;
-      probe.train = [](const RunOptions& run) { return supervise_run(run, 1); };
+      probe.train = [](const RunOptions& run) { return supervise_run(run, probe.nproc); };
       auto result = run_probe(probe);
       std::cout << "\n" << probe_markdown(result);
       for (const auto& c : result["cells"])

@@ -60,7 +60,8 @@ struct Cell {
   int64_t width;  // 0: the subject's
   double lr, weight_decay;
   uint64_t seed;
-  int64_t steps, batch;
+  int64_t steps, batch;  // batch: the global batch, shared by the ranks
+  int64_t ranks;
   std::filesystem::path dir;
 };
 
@@ -114,7 +115,7 @@ std::vector<std::string> cell_overrides(const Cell& c) {
                                 "optimizer.lr=" + number(c.lr),
                                 "optimizer.weight_decay=" + number(c.weight_decay),
                                 "training.steps=" + std::to_string(c.steps),
-                                "training.batch_size=" + std::to_string(c.batch),
+                                "training.batch_size=" + std::to_string(c.batch / c.ranks),
                                 "training.grad_accum_steps=1",
                                 "lr_scheduler.warmup_steps=" + std::to_string(c.steps / 10),
                                 "validation.every=0",
@@ -328,6 +329,7 @@ nlohmann::json run_probe(const ProbeOptions& o) {
   if (o.mixers.empty() == o.experiments.empty())
     throw std::runtime_error("host probe: give --mixer PLUGIN[:IMPL] or --experiment FILE (one kind, repeatable)");
   if (o.seeds < 1) throw std::runtime_error("--seeds must be >= 1");
+  if (o.nproc < 1) throw std::runtime_error("--nproc must be >= 1");
   ProbeScale scale = probe_scale(o.full);
   if (o.steps > 0) scale.steps = o.steps;
   if (!o.widths.empty()) scale.mqar_widths = o.widths;
@@ -368,7 +370,13 @@ nlohmann::json run_probe(const ProbeOptions& o) {
                 if (width > 0) cell_dir /= "width-" + std::to_string(width);
                 cell_dir /= "lr" + number(lr) + "-wd" + number(wd);
                 cell_dir /= "seed-" + std::to_string(seed);
-                cells.push_back({&s, &t, &level, width, lr, wd, seed, scale.steps_for(t, level), scale.batch_for(level),
+                const int64_t batch = scale.batch_for(level);
+                if (batch % o.nproc != 0)
+                  throw std::runtime_error("host probe --nproc " + std::to_string(o.nproc) + ": " + t.name + " (" +
+                                           level.label + ") trains batches of " + std::to_string(batch) +
+                                           " sequences, which " + std::to_string(o.nproc) +
+                                           " processes cannot share equally; give an --nproc that divides it");
+                cells.push_back({&s, &t, &level, width, lr, wd, seed, scale.steps_for(t, level), batch, o.nproc,
                                  cell_dir});
               }
   if (cells.empty()) throw std::runtime_error("host probe: nothing to run (check --tasks and --levels)");

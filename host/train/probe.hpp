@@ -38,6 +38,9 @@ struct ProbeOptions {
   int64_t steps = 0;
   std::vector<double> lrs, weight_decays;
   std::vector<int64_t> widths;
+  // Processes per cell (data parallel, docs/distributed.md): each trains batch / nproc sequences
+  // of the scale's batch, so a cell's global batch, and its result, do not depend on nproc.
+  int64_t nproc = 1;
   // Trains one cell's run into its (absent) run_dir and returns the exit code; the CLI
   // passes the `host run` supervisor.
   std::function<int(const RunOptions&)> train;

@@ -350,6 +350,34 @@ TEST_CASE("distributed: host compare --nproc 2 trains each run data-parallel thr
   CHECK(read_json(dir / "comparison.json")["experiments"][0]["runs_completed"] == 1);
 }
 
+TEST_CASE("distributed: host probe --nproc 2 shares each cell's batch between two ranks: the 1-process result") {
+  // prefix_mean on one level of in-context recall: the scale's batch of 16 is 8 per rank.
+  auto probe = [&](const std::filesystem::path& dir, int nproc) {
+    return run_command("env -u WORLD_SIZE -u RANK -u OMP_NUM_THREADS " + host_exe() +
+                       " probe --mixer prefix_mean --tasks recall --levels 1 --steps 4 --lr 0.01 --nproc " +
+                       std::to_string(nproc) + " --output-dir " + dir.string() + plugins());
+  };
+  auto one = scratch("dp-probe-1"), two = scratch("dp-probe-2");
+  auto r1 = probe(one, 1);
+  INFO(r1.output);
+  REQUIRE(r1.exit_code == 0);
+  auto r2 = probe(two, 2);
+  INFO(r2.output);
+  REQUIRE(r2.exit_code == 0);
+  const auto cell = std::filesystem::path("cells/prefix_mean/recall/base/lr0.01-wd0/seed-0");
+  auto a = read_json(one / cell / "result.json"), b = read_json(two / cell / "result.json");
+  CHECK(read_json(two / cell / "run" / "manifest.json")["distributed"]["world_size"] == 2);
+  CHECK(read_json(two / cell / "run" / "manifest.json")["config"]["training"]["batch_size"] == 8);
+  CHECK(a["key"] == b["key"]);  // the same cell: a folder can be continued with another --nproc
+  CHECK(b["val_loss"].get<double>() == doctest::Approx(a["val_loss"].get<double>()).epsilon(1e-5));
+  CHECK(b["accuracy"].get<double>() == doctest::Approx(a["accuracy"].get<double>()).epsilon(1e-5));
+  // A batch that two ranks cannot share is refused before anything trains.
+  auto odd = run_command(host_exe() + " probe --mixer prefix_mean --tasks recall --levels 1 --steps 4 --nproc 3 " +
+                         "--output-dir " + scratch("dp-probe-3").string() + plugins());
+  CHECK(odd.exit_code == 1);
+  CHECK(odd.output.find("which 3 processes cannot share equally") != std::string::npos);
+}
+
 TEST_CASE("distributed: ranks with different experiments are refused at start-up (plain environment)") {
   auto dir = scratch("dp-mismatch");
   const int port = free_port();
