@@ -97,9 +97,9 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
     // The layer's norms (and a depth-gating router, streams' projections and merge), as the Model allocates them.
     const double host = static_cast<double>(layer_host_params(layers[i], templates[i], config.model));
     double params = host, layer_active = host;
-    for (const auto& [slot, inst] : layers[i].plugins()) {
-      params += static_cast<double>(inst->n_parameters());
-      layer_active += inst->cost(config.data.seq_len, 4).active_params;
+    for (const auto& slot : layers[i].plugins()) {
+      params += static_cast<double>(slot.plugin->n_parameters());
+      layer_active += slot.plugin->cost(config.data.seq_len, 4).active_params;
     }
     // The decode state: the mixer's, or every stream's plus a cross-attention merge's cache.
     auto sc = cost(layers[i].mixer, T, 2);

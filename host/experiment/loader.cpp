@@ -628,13 +628,13 @@ std::string PluginChoice::label() const {
   return plugin + (impl ? "/" + *impl : "") + (version ? "@" + *version : "");
 }
 
-std::vector<std::pair<std::string, const PluginChoice*>> LayerTemplate::plugins() const {
-  std::vector<std::pair<std::string, const PluginChoice*>> out;
-  if (!mixer.none) out.emplace_back("mixer", &mixer);
+std::vector<LayerSlot<const PluginChoice*>> LayerTemplate::plugins() const {
+  std::vector<LayerSlot<const PluginChoice*>> out;
+  if (!mixer.none) out.push_back({"mixer", &mixer, std::nullopt});
   if (streams)
     for (size_t k = 0; k < streams->streams.size(); ++k)
-      out.emplace_back("streams." + std::to_string(k) + ".mixer", &streams->streams[k].mixer);
-  if (!ffn.none) out.emplace_back("ffn", &ffn);
+      out.push_back({"streams." + std::to_string(k) + ".mixer", &streams->streams[k].mixer, k});
+  if (!ffn.none) out.push_back({"ffn", &ffn, std::nullopt});
   return out;
 }
 

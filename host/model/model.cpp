@@ -1,7 +1,6 @@
 #include "model/model.hpp"
 
 #include "model/mtp_head.hpp"
-#include "model/parallel_streams.hpp"
 #include "runtime/host_api.hpp"
 
 namespace mixlab {
@@ -17,7 +16,7 @@ std::vector<LayerSlots> create_layers(const ExperimentConfig& config, const Regi
     const int64_t d = config.model.d_model;
     LayerSlots slots{make(layer.mixer, d), make(layer.ffn, d), {}};
     if (layer.streams)
-      for (const auto& s : layer.streams->streams) slots.streams.push_back(make(s.mixer, stream_width(s, d)));
+      for (const auto& s : layer.streams->streams) slots.streams.push_back(make(s.mixer, s.width_or(d)));
     layers.push_back(std::move(slots));
   }
   return layers;
@@ -56,13 +55,14 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
     blocks_.push_back(make_block(i, layers_[i], templates[i], context_));
     for (const auto& norm : blocks_.back()->norms()) add_norm_params(norm);
     const uint64_t n_layers = layers_.size();
-    for (const auto& [slot, inst] : layers_[i].plugins()) {
+    for (const auto& slot : layers_[i].plugins()) {
       // Stream 0 takes the mixer's seed; stream k >= 1 seeds past the extra parameters' (layer_seed + 2 * layers + i).
-      const uint64_t stream = slot.rfind("streams.", 0) == 0 ? std::stoull(slot.substr(8)) : 0;
-      uint64_t seed = stream ? layer_seed + (2 + stream) * n_layers + i : layer_seed + i * 2 + (slot == "ffn");
+      const uint64_t stream = slot.stream.value_or(0);
+      uint64_t seed = stream ? layer_seed + (2 + stream) * n_layers + i : layer_seed + i * 2 + (slot.name == "ffn");
+      const auto& inst = slot.plugin;
       auto values = inst->init_params(torch::kFloat32, torch::kCPU, seed, m.init_std);
       for (size_t p = 0; p < values.size(); ++p)
-        add(prefix + "." + slot + "." + inst->params()[p].name, values[p].detach(), inst->params()[p].weight_decay());
+        add(prefix + "." + slot.name + "." + inst->params()[p].name, values[p].detach(), inst->params()[p].weight_decay());
     }
     // Seeds past the plugins' (which use layer_seed + 0 .. 2 * layers - 1).
     for (auto& p : blocks_.back()->extra_params(layer_seed + 2 * layers_.size() + i, m.init_std))

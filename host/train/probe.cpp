@@ -3,7 +3,6 @@
 #include "conformance/runner.hpp"
 #include "data/options.hpp"
 #include "experiment/loader.hpp"
-#include "model/parallel_streams.hpp"
 #include "runtime/registry.hpp"
 #include "train/probe_report.hpp"
 #include "train/run_folder.hpp"
@@ -203,7 +202,7 @@ void check_subject(const Subject& subject, const std::vector<std::string>& overr
   for (const auto& layer : config.layers()) {
     if (!layer.mixer.none) mixers.emplace_back(layer.mixer, config.model.d_model);
     if (layer.streams)
-      for (const auto& s : layer.streams->streams) mixers.emplace_back(s.mixer, stream_width(s, config.model.d_model));
+      for (const auto& s : layer.streams->streams) mixers.emplace_back(s.mixer, s.width_or(config.model.d_model));
   }
   for (const auto& [mixer, width] : mixers) {
     if (!done.insert(mixer.label() + mixer.config.dump() + " " + std::to_string(width)).second) continue;
