@@ -1,6 +1,7 @@
 #include "model/model.hpp"
 
 #include "model/mtp_head.hpp"
+#include "model/readout.hpp"
 #include "runtime/host_api.hpp"
 
 namespace mixlab {
@@ -70,6 +71,8 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
   }
   if (m.norm_position == "pre") add_norm_params("final_norm");
   if (!m.tie_embeddings) add("lm_head.weight", normal({vocab_, d}), true);
+  readout_ = make_readout(context_);
+  for (auto& p : readout_->params(config.job.seed * 7919ull + 41, m.init_std)) add(p.name, p.value, p.weight_decay);
   if (m.mtp.depth > 0) mtp_ = std::make_unique<MtpHead>(config, registry, add);
 }
 
@@ -127,15 +130,17 @@ ModelOutput Model::forward_features(const torch::Tensor& tokens, bool training, 
     s = blocks_[b]->forward(s, norm_after(b), call);
     if (layer_outputs) layer_outputs->push_back(s.h);
   }
-  out.features = s.x;
+  out.features = readout_->forward(s.x);
   return out;
 }
 
 bool Model::can_decode(int64_t batch) const {
-  return std::all_of(blocks_.begin(), blocks_.end(), [&](const auto& b) { return b->can_decode(batch); });
+  return readout_->non_causal().empty() &&
+         std::all_of(blocks_.begin(), blocks_.end(), [&](const auto& b) { return b->can_decode(batch); });
 }
 
 Model::DecodeSession Model::start_decode(int64_t batch) {
+  if (const auto why = readout_->non_causal(); !why.empty()) throw std::runtime_error(why + ": it does not decode");
   if (!can_decode(batch))
     throw std::runtime_error(can_decode(1) ? "a model with depth gating decodes one sequence at a time"
                                            : "not every mixer of this model declares decode");
@@ -152,7 +157,7 @@ torch::Tensor Model::DecodeSession::step(const torch::Tensor& tokens) {
   Stream s = m.first_stream(m.embed(tokens, position_, false));
   for (size_t b = 0; b < m.blocks_.size(); ++b) s = m.blocks_[b]->step(s, m.norm_after(b), states_[b]);
   position_ += tokens.size(1);
-  return torch::linear(s.x, m.head_weight());
+  return torch::linear(m.readout_->forward(s.x), m.head_weight());
 }
 
 }  // namespace mixlab

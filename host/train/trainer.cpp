@@ -17,6 +17,7 @@
 #include "train/lm_head_loss.hpp"
 #include "train/mtp_loss.hpp"
 #include "model/generation.hpp"
+#include "model/readout.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/metrics_log.hpp"
 #include "train/trained_run.hpp"
@@ -126,6 +127,7 @@ nlohmann::json model_facts(const Model& model, const ExperimentConfig& config, d
     }
     layers.push_back(layer);
   }
+  forward_flops += readout_forward_flops(config.model);
   double total = static_cast<double>(model.n_parameters());
   active = total - plugin_total + plugin_active;
   // Forward FLOPs per token: the plugins' own count plus the LM head; training is 3x forward.
