@@ -110,6 +110,7 @@ std::vector<std::string> cell_overrides(const Cell& c) {
                                 "data.seq_len=" + std::to_string(length),
                                 "model.max_seq_len=" + std::to_string(length),
                                 "data.options={}",
+                                "model.readout=" + c.task->readout,
                                 "optimizer.lr=" + number(c.lr),
                                 "optimizer.weight_decay=" + number(c.weight_decay),
                                 "training.steps=" + std::to_string(c.steps),
@@ -412,11 +413,9 @@ nlohmann::json run_probe(const ProbeOptions& o) {
                         {"seeds", o.seeds},
                         {"first_seed", o.first_seed},
                         {"output_dir", dir.string()},
-                        {"subjects", nlohmann::json::array()},
-                        {"not_run", nlohmann::json::array()}};
+                        {"subjects", nlohmann::json::array()}};
   for (const auto& s : subjects)
     header["subjects"].push_back({{"name", s.name}, {"experiment", s.experiment.string()}, {"standard_model", s.standard}});
-  if (o.suite != "mqar" && o.tasks.empty()) header["not_run"].push_back(kCompressionNotRun);
   nlohmann::json probe = summarize_probe(results, header);
   write_file_atomic(dir / "probe.json", probe.dump(2) + "\n");
   write_file_atomic(dir / "probe.md", probe_markdown(probe));
