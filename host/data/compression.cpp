@@ -8,8 +8,9 @@
 //   targets     the input itself at every position (reconstruction, not shifted),
 //               -100 at noise tokens.
 // A causal language model sees each token when it predicts it, so the task
-// measures compression only behind the autoencoder readout; mixlab's model has
-// none yet, so it is not a data source of `host run` (docs/probe.md).
+// measures compression only behind the autoencoder readout (model.readout =
+// "autoencoder", model/readout.hpp); the loader refuses builtin:compression
+// without it.
 #include "data/error.hpp"
 #include "data/probe_task.hpp"
 #include "data/rng.hpp"

@@ -135,7 +135,8 @@ const std::vector<std::pair<std::string, Factory>>& factories() {
       {"builtin:recall", make_recall},
       {"builtin:noisy_recall", make_noisy_recall},
       {"builtin:fuzzy_recall", make_fuzzy_recall},
-      {"builtin:memorization", make_memorization}};
+      {"builtin:memorization", make_memorization},
+      {"builtin:compression", make_compression}};
   return table;
 }
 

@@ -11,7 +11,7 @@
 namespace mixlab::data {
 
 // "builtin:mqar", "builtin:copy", "builtin:recall", "builtin:noisy_recall", "builtin:fuzzy_recall",
-// "builtin:memorization".
+// "builtin:memorization", "builtin:compression" (for a model with the autoencoder readout).
 const std::vector<std::string>& probe_sources();
 bool is_probe_source(const std::string& source);
 

@@ -35,7 +35,7 @@ std::unique_ptr<ProbeTask> make_recall(uint64_t seed, Options& options);
 std::unique_ptr<ProbeTask> make_noisy_recall(uint64_t seed, Options& options);
 std::unique_ptr<ProbeTask> make_fuzzy_recall(uint64_t seed, Options& options);
 std::unique_ptr<ProbeTask> make_memorization(uint64_t seed, Options& options);
-// Needs an autoencoder readout, so it is no data source of the causal model (compression.cpp).
+// Needs the autoencoder readout (model/readout.hpp; the loader refuses it without).
 std::unique_ptr<ProbeTask> make_compression(uint64_t seed, Options& options);
 
 }  // namespace mixlab::data

@@ -48,12 +48,22 @@ struct StreamSpec {
   PluginChoice mixer;
   int64_t width = 0;  // the mixer's width; 0: d_model (else an input projection d_model -> width)
   SourcePos pos;
+  int64_t width_or(int64_t d_model) const { return width ? width : d_model; }
 };
 struct ParallelStreams {
   std::vector<StreamSpec> streams;  // two or more
   std::string merge;                // concat | add | gated | cross_attn
   int64_t merge_heads = 1;          // cross_attn: heads of the cross-attention
   SourcePos pos;
+};
+
+// A plugin's place in a layer: its slot, the parameter prefix below "layers.<i>." ("mixer",
+// "streams.1.mixer", "ffn"), and for a parallel stream the stream's index.
+template <class Plugin>
+struct LayerSlot {
+  std::string name;
+  Plugin plugin;
+  std::optional<size_t> stream;
 };
 
 // A layer: `norm -> mixer -> residual -> norm -> ffn -> residual`; a slot that is
@@ -63,8 +73,8 @@ struct LayerTemplate {
   PluginChoice ffn;
   std::optional<DepthGating> depth_gating;
   std::optional<ParallelStreams> streams;
-  // The layer's plugin choices with their slot ("mixer", "streams.1.mixer", "ffn"), "none" left out.
-  std::vector<std::pair<std::string, const PluginChoice*>> plugins() const;
+  // The layer's plugin choices in parameter order, "none" left out.
+  std::vector<LayerSlot<const PluginChoice*>> plugins() const;
 };
 
 struct ScheduleEntry {
@@ -94,6 +104,7 @@ struct ExperimentConfig {
     bool tie_embeddings = true;
     std::string positional = "none";
     std::string residual = "sequential";  // "parallel": h + mixer(norm(h)) + ffn(norm(h)) (GPT-J, PaLM)
+    std::string readout = "lm";  // "autoencoder": the whole sequence decoded from the last token (model/readout.hpp)
     double dropout = 0.0;
     double init_std = 0.02;
     std::map<std::string, LayerTemplate> templates;

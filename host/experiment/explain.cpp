@@ -6,6 +6,7 @@
 #include "model/model.hpp"
 #include "model/mtp_head.hpp"
 #include "model/parallel_streams.hpp"
+#include "model/readout.hpp"
 
 #include <algorithm>
 #include <iomanip>
@@ -97,9 +98,9 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
     // The layer's norms (and a depth-gating router, streams' projections and merge), as the Model allocates them.
     const double host = static_cast<double>(layer_host_params(layers[i], templates[i], config.model));
     double params = host, layer_active = host;
-    for (const auto& [slot, inst] : layers[i].plugins()) {
-      params += static_cast<double>(inst->n_parameters());
-      layer_active += inst->cost(config.data.seq_len, 4).active_params;
+    for (const auto& slot : layers[i].plugins()) {
+      params += static_cast<double>(slot.plugin->n_parameters());
+      layer_active += slot.plugin->cost(config.data.seq_len, 4).active_params;
     }
     // The decode state: the mixer's, or every stream's plus a cross-attention merge's cache.
     auto sc = cost(layers[i].mixer, T, 2);
@@ -132,8 +133,10 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
   double embed = static_cast<double>(vocab * d) + (config.model.positional == "learned" ? static_cast<double>(T * d) : 0.0);
   double head = config.model.tie_embeddings ? 0.0 : static_cast<double>(vocab * d);
   double final_norm = config.model.norm_position == "pre" ? norm_params : 0.0;
-  total += embed + head + final_norm;
-  active += embed + head + final_norm;
+  const double readout = static_cast<double>(readout_params(config.model));
+  total += embed + head + final_norm + readout;
+  active += embed + head + final_norm + readout;
+  forward_flops += readout_forward_flops(config.model);
   // Multi-token prediction: D more layers of the last layer's kind, each with a projection and the shared head.
   nlohmann::json mtp = nullptr;
   if (config.model.mtp.depth > 0) {
@@ -162,7 +165,8 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
                         {"decode_state_bytes_bf16_at_max_seq_len", state_bytes},
                         {"decode_state_bytes_per_token", state_bytes / static_cast<double>(T)},
                         {"decode_state_grows", grows},
-                        {"mtp", mtp}};
+                        {"mtp", mtp},
+                        {"readout", {{"kind", config.model.readout}, {"params", readout}}}};
   report["training_memory"] = estimate_training_memory(config, report).to_json();
   if (config.job.target_params > 0)
     report["target_params_deviation"] = (total - static_cast<double>(config.job.target_params)) /
@@ -201,6 +205,9 @@ void print_explain(const ExperimentConfig& config, const nlohmann::json& r) {
               << "x " << mtp["depth"] << " multi-token prediction modules: " << human_count(mtp["params"])
               << " parameters, training only (not used by generate; in the totals below)\n";
   }
+  if (r["readout"]["kind"] != "lm")
+    std::cout << "readout: " << r["readout"]["kind"].get<std::string>() << ", " << human_count(r["readout"]["params"])
+              << " parameters (the sequence decoded from the last position; in the totals below)\n";
   print_kv_cache_comparisons(r["layers"]);
   std::cout << "\nparameters: " << human_count(r["params_total"]) << " total, " << human_count(r["params_active"])
             << " active per token, " << human_count(r["params_embedding"]) << " in embeddings/head\n"

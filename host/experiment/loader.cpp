@@ -604,9 +604,33 @@ class Loader {
                                               "be a single vocabulary piece (with tokenizer.kind = \"byte\", one "
                                               "ASCII character such as \"\\u001e\")"});
     }
+    check_readout(root, c);
     if (!c.tokenizer.model_file.empty() && c.tokenizer.kind != "sentencepiece")
       error(root.at_path("tokenizer.model_file").node(), "tokenizer.model_file",
             "a model file needs tokenizer.kind = \"sentencepiece\"");
+  }
+
+  // The autoencoder readout (model/readout.hpp) and builtin:compression need each other.
+  void check_readout(toml::table& root, const ExperimentConfig& c) {
+    const bool autoencoder = c.model.readout == "autoencoder", compression = c.data.source == "builtin:compression";
+    const auto* readout = root.at_path("model.readout").node();
+    if (compression && !autoencoder)
+      error(root.at_path("data.source").node(), "data.source",
+            "builtin:compression needs model.readout = \"autoencoder\": its targets are the input itself, which a "
+            "causal language model sees at each position it is asked to reconstruct");
+    if (!autoencoder) return;
+    if (!compression && !c.data.source.empty())
+      error(readout, "model.readout",
+            "\"autoencoder\" reconstructs the input sequence, so it trains on builtin:compression only (data.source "
+            "is \"" + c.data.source + "\", whose targets are not its input)");
+    if (c.model.d_model % 2 != 0 || c.model.d_model < 4)
+      error(readout, "model.readout",
+            "\"autoencoder\" needs an even model.d_model >= 4 (its sin-cos position embedding pairs the channels), "
+            "got " + std::to_string(c.model.d_model));
+    if (c.model.mtp.depth > 0)
+      error(readout, "model.readout",
+            "\"autoencoder\" makes no next-token predictions for multi-token prediction to extend: set "
+            "model.mtp.depth = 0");
   }
 
   std::vector<Diagnostic> diagnostics_;
@@ -628,13 +652,13 @@ std::string PluginChoice::label() const {
   return plugin + (impl ? "/" + *impl : "") + (version ? "@" + *version : "");
 }
 
-std::vector<std::pair<std::string, const PluginChoice*>> LayerTemplate::plugins() const {
-  std::vector<std::pair<std::string, const PluginChoice*>> out;
-  if (!mixer.none) out.emplace_back("mixer", &mixer);
+std::vector<LayerSlot<const PluginChoice*>> LayerTemplate::plugins() const {
+  std::vector<LayerSlot<const PluginChoice*>> out;
+  if (!mixer.none) out.push_back({"mixer", &mixer, std::nullopt});
   if (streams)
     for (size_t k = 0; k < streams->streams.size(); ++k)
-      out.emplace_back("streams." + std::to_string(k) + ".mixer", &streams->streams[k].mixer);
-  if (!ffn.none) out.emplace_back("ffn", &ffn);
+      out.push_back({"streams." + std::to_string(k) + ".mixer", &streams->streams[k].mixer, k});
+  if (!ffn.none) out.push_back({"ffn", &ffn, std::nullopt});
   return out;
 }
 
@@ -660,6 +684,9 @@ nlohmann::json ExperimentConfig::to_json() const {
     std::replace(pointer.begin(), pointer.end(), '.', '/');
     j[nlohmann::json::json_pointer(pointer)] = f.write(*this);
   }
+  // model.readout came after runs were recorded: written only when not the default, so every
+  // config without it keeps its JSON and sha256 (manifests, the ranks' check).
+  if (model.readout == "lm") j["model"].erase("readout");
   auto choice = [](const PluginChoice& c) {
     if (c.none) return nlohmann::json("none");
     nlohmann::json out = c.config;

@@ -44,12 +44,10 @@ std::vector<Diagnostic> check_plugins(const ExperimentConfig& config, const Regi
   };
   // Each plugin at the width it runs at: a stream's own width, d_model otherwise.
   auto check_layer = [&](const LayerTemplate& t, const std::string& field) {
-    for (const auto& [slot, choice] : t.plugins()) {
-      int64_t width = config.model.d_model;
-      if (t.streams && slot.rfind("streams.", 0) == 0)
-        if (int64_t w = t.streams->streams.at(std::stoull(slot.substr(8))).width) width = w;
-      check(*choice, slot == "ffn" ? MIXLAB_FAMILY_FFN : MIXLAB_FAMILY_MIXER, field + "." + slot, width);
-    }
+    const int64_t d = config.model.d_model;
+    for (const auto& slot : t.plugins())
+      check(*slot.plugin, slot.name == "ffn" ? MIXLAB_FAMILY_FFN : MIXLAB_FAMILY_MIXER, field + "." + slot.name,
+            slot.stream ? t.streams->streams[*slot.stream].width_or(d) : d);
   };
   for (const auto& [name, t] : config.model.templates) check_layer(t, "model.templates." + name);
   for (const auto& [i, t] : config.model.overrides) check_layer(t, "model.overrides[layer " + std::to_string(i) + "]");

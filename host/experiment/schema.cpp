@@ -173,6 +173,9 @@ std::vector<Field> make_fields() {
       string_field("model.residual", MIXLAB_REF(std::string, model.residual), {"sequential", "parallel"},
                    "how a layer's mixer and ffn meet the residual stream: one after the other, or side by side "
                    "on one shared norm (h + mixer(norm(h)) + ffn(norm(h)), GPT-J/PaLM)"),
+      string_field("model.readout", MIXLAB_REF(std::string, model.readout), {"lm", "autoencoder"},
+                   "what the LM head reads: each position's features (a causal LM), or the whole sequence decoded "
+                   "from the last position by MAD's autoencoder MLP (builtin:compression only; docs/experiments.md)"),
       float_field("model.dropout", MIXLAB_REF(double, model.dropout), 0, 0.9, false,
                   "dropout on the embeddings and each residual branch"),
       float_field("model.init_std", MIXLAB_REF(double, model.init_std), 0, 1, true,

@@ -1,5 +1,7 @@
 #include "interop/hf_mapping.hpp"
 
+#include "model/readout.hpp"
+
 #include <map>
 #include <optional>
 #include <set>
@@ -86,6 +88,8 @@ class Planner {
     if (m.norm_position != "pre") differ("model.norm_position = \"" + m.norm_position + "\": the HF classes mapped are pre-norm");
     if (m.positional != "none") differ("model.positional = \"" + m.positional + "\": the HF classes mapped have no learned positions");
     if (m.residual != "sequential") differ("model.residual = \"" + m.residual + "\": the HF classes mapped are sequential");
+    if (const auto why = model_.readout().non_causal(); !why.empty())
+      differ(why + "; the HF classes mapped are causal language models");
     for (size_t i = 0; i < layers_.size(); ++i)
       if (layers_[i].depth_gating)
         differ("layer " + std::to_string(i) + " has depth_gating: the HF classes mapped have no mixture-of-depths router");

@@ -150,11 +150,11 @@ class ParallelBlock final : public PluginBlock {
 
 }  // namespace
 
-std::vector<std::pair<std::string, std::shared_ptr<PluginInstance>>> LayerSlots::plugins() const {
-  std::vector<std::pair<std::string, std::shared_ptr<PluginInstance>>> out;
-  if (mixer) out.emplace_back("mixer", mixer);
-  for (size_t k = 0; k < streams.size(); ++k) out.emplace_back("streams." + std::to_string(k) + ".mixer", streams[k]);
-  if (ffn) out.emplace_back("ffn", ffn);
+std::vector<LayerSlot<std::shared_ptr<PluginInstance>>> LayerSlots::plugins() const {
+  std::vector<LayerSlot<std::shared_ptr<PluginInstance>>> out;
+  if (mixer) out.push_back({"mixer", mixer, std::nullopt});
+  for (size_t k = 0; k < streams.size(); ++k) out.push_back({"streams." + std::to_string(k) + ".mixer", streams[k], k});
+  if (ffn) out.push_back({"ffn", ffn, std::nullopt});
   return out;
 }
 
@@ -184,7 +184,7 @@ double layer_forward_flops(const LayerSlots& slots, const LayerTemplate& layer, 
   const double share = layer.depth_gating ? layer.depth_gating->capacity : 1.0;
   const int64_t routed = layer.depth_gating ? routed_tokens(layer.depth_gating->capacity, seq_len) : seq_len;
   double flops = 0;
-  for (const auto& [slot, inst] : slots.plugins()) flops += share * inst->cost(routed, 4).forward_flops;
+  for (const auto& slot : slots.plugins()) flops += share * slot.plugin->cost(routed, 4).forward_flops;
   if (layer.streams) flops += share * parallel_streams_host_flops(*layer.streams, d_model, routed);
   return flops + (layer.depth_gating ? 2.0 * static_cast<double>(d_model) : 0.0);
 }

@@ -32,9 +32,8 @@ struct LayerSlots {
   std::shared_ptr<PluginInstance> mixer;
   std::shared_ptr<PluginInstance> ffn;
   std::vector<std::shared_ptr<PluginInstance>> streams;  // parallel streams, in place of the mixer
-  // Every plugin with its parameter prefix below "layers.<i>." ("mixer", "streams.1.mixer", "ffn"),
-  // in parameter order.
-  std::vector<std::pair<std::string, std::shared_ptr<PluginInstance>>> plugins() const;
+  // Every plugin with its slot (experiment/config.hpp), in parameter order.
+  std::vector<LayerSlot<std::shared_ptr<PluginInstance>>> plugins() const;
 };
 
 // Plugin and block side outputs of one forward, per layer and slot.

@@ -2,6 +2,7 @@
 
 #include "experiment/loader.hpp"
 #include "experiment/schema.hpp"
+#include "model/readout.hpp"
 
 #include <limits>
 
@@ -76,6 +77,8 @@ int64_t sample_token(const torch::Tensor& logits, double temperature, int64_t to
 std::vector<GeneratedPart> generate(Model& model, const data::Tokenizer& tokenizer, const ExperimentConfig& config,
                                     std::vector<int32_t> prompt, const std::string& mode, const SampleOptions& o) {
   torch::NoGradGuard no_grad;
+  if (const auto why = model.readout().non_causal(); !why.empty())
+    throw std::runtime_error(why + ", so the model cannot generate (host forward gives its logits)");
   const ExperimentConfig::ExecutionMode plain;
   if (!mode.empty() && !config.execution_modes.count(mode))
     throw std::runtime_error("--mode " + mode + ": " +

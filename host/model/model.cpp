@@ -1,7 +1,7 @@
 #include "model/model.hpp"
 
 #include "model/mtp_head.hpp"
-#include "model/parallel_streams.hpp"
+#include "model/readout.hpp"
 #include "runtime/host_api.hpp"
 
 namespace mixlab {
@@ -17,7 +17,7 @@ std::vector<LayerSlots> create_layers(const ExperimentConfig& config, const Regi
     const int64_t d = config.model.d_model;
     LayerSlots slots{make(layer.mixer, d), make(layer.ffn, d), {}};
     if (layer.streams)
-      for (const auto& s : layer.streams->streams) slots.streams.push_back(make(s.mixer, stream_width(s, d)));
+      for (const auto& s : layer.streams->streams) slots.streams.push_back(make(s.mixer, s.width_or(d)));
     layers.push_back(std::move(slots));
   }
   return layers;
@@ -56,13 +56,14 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
     blocks_.push_back(make_block(i, layers_[i], templates[i], context_));
     for (const auto& norm : blocks_.back()->norms()) add_norm_params(norm);
     const uint64_t n_layers = layers_.size();
-    for (const auto& [slot, inst] : layers_[i].plugins()) {
+    for (const auto& slot : layers_[i].plugins()) {
       // Stream 0 takes the mixer's seed; stream k >= 1 seeds past the extra parameters' (layer_seed + 2 * layers + i).
-      const uint64_t stream = slot.rfind("streams.", 0) == 0 ? std::stoull(slot.substr(8)) : 0;
-      uint64_t seed = stream ? layer_seed + (2 + stream) * n_layers + i : layer_seed + i * 2 + (slot == "ffn");
+      const uint64_t stream = slot.stream.value_or(0);
+      uint64_t seed = stream ? layer_seed + (2 + stream) * n_layers + i : layer_seed + i * 2 + (slot.name == "ffn");
+      const auto& inst = slot.plugin;
       auto values = inst->init_params(torch::kFloat32, torch::kCPU, seed, m.init_std);
       for (size_t p = 0; p < values.size(); ++p)
-        add(prefix + "." + slot + "." + inst->params()[p].name, values[p].detach(), inst->params()[p].weight_decay());
+        add(prefix + "." + slot.name + "." + inst->params()[p].name, values[p].detach(), inst->params()[p].weight_decay());
     }
     // Seeds past the plugins' (which use layer_seed + 0 .. 2 * layers - 1).
     for (auto& p : blocks_.back()->extra_params(layer_seed + 2 * layers_.size() + i, m.init_std))
@@ -70,6 +71,8 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
   }
   if (m.norm_position == "pre") add_norm_params("final_norm");
   if (!m.tie_embeddings) add("lm_head.weight", normal({vocab_, d}), true);
+  readout_ = make_readout(context_);
+  for (auto& p : readout_->params(config.job.seed * 7919ull + 41, m.init_std)) add(p.name, p.value, p.weight_decay);
   if (m.mtp.depth > 0) mtp_ = std::make_unique<MtpHead>(config, registry, add);
 }
 
@@ -127,15 +130,17 @@ ModelOutput Model::forward_features(const torch::Tensor& tokens, bool training, 
     s = blocks_[b]->forward(s, norm_after(b), call);
     if (layer_outputs) layer_outputs->push_back(s.h);
   }
-  out.features = s.x;
+  out.features = readout_->forward(s.x);
   return out;
 }
 
 bool Model::can_decode(int64_t batch) const {
-  return std::all_of(blocks_.begin(), blocks_.end(), [&](const auto& b) { return b->can_decode(batch); });
+  return readout_->non_causal().empty() &&
+         std::all_of(blocks_.begin(), blocks_.end(), [&](const auto& b) { return b->can_decode(batch); });
 }
 
 Model::DecodeSession Model::start_decode(int64_t batch) {
+  if (const auto why = readout_->non_causal(); !why.empty()) throw std::runtime_error(why + ": it does not decode");
   if (!can_decode(batch))
     throw std::runtime_error(can_decode(1) ? "a model with depth gating decodes one sequence at a time"
                                            : "not every mixer of this model declares decode");
@@ -152,7 +157,7 @@ torch::Tensor Model::DecodeSession::step(const torch::Tensor& tokens) {
   Stream s = m.first_stream(m.embed(tokens, position_, false));
   for (size_t b = 0; b < m.blocks_.size(); ++b) s = m.blocks_[b]->step(s, m.norm_after(b), states_[b]);
   position_ += tokens.size(1);
-  return torch::linear(s.x, m.head_weight());
+  return torch::linear(m.readout_->forward(s.x), m.head_weight());
 }
 
 }  // namespace mixlab

@@ -1,7 +1,8 @@
 // The language model: token (and optional position) embeddings, a stack of
 // blocks (model/block.hpp: one per layer; by default `norm -> mixer plugin ->
 // residual -> norm -> ffn plugin -> residual`, pre- or post-norm, a layer may
-// lack either branch), a final norm and the LM head. Everything that differs
+// lack either branch), a final norm, the readout (model/readout.hpp: the features
+// themselves, or MAD's autoencoder decoder) and the LM head. Everything that differs
 // between architectures is a plugin or a kind of block; the host owns every
 // parameter.
 #pragma once
@@ -26,13 +27,14 @@ struct NamedParam {
 };
 
 struct ModelOutput {
-  torch::Tensor features;  // (B, T, d_model): the LM head's input (after the final norm)
+  torch::Tensor features;  // (B, T, d_model): the LM head's input (after the final norm and the readout)
   torch::Tensor logits;    // (B, T, vocab); forward_features leaves it undefined
   std::vector<SideOutput> sides;
   torch::Tensor aux_loss;  // sum of coefficient * aux, a scalar (0 when there is none)
 };
 
 class MtpHead;
+class Readout;
 
 // Instances for every layer, created without allocating parameters.
 std::vector<LayerSlots> create_layers(const ExperimentConfig& config, const Registry& registry);
@@ -60,13 +62,15 @@ class Model {
   const ExperimentConfig& config() const { return config_; }
   // The multi-token prediction modules (model.mtp.depth > 0), a training objective; null without.
   const MtpHead* mtp() const { return mtp_.get(); }
+  const Readout& readout() const { return *readout_; }
   const std::vector<LayerSlots>& layers() const { return layers_; }
   int64_t vocab_size() const { return vocab_; }
   int64_t n_parameters() const;
   torch::Device device() const { return device_; }
 
   // Decode: one state per block, when every block can continue `batch` sequences (every mixer
-  // declares decode; a model with depth gating decodes one sequence at a time).
+  // declares decode; a model with depth gating decodes one sequence at a time) and the readout
+  // predicts the next token.
   bool can_decode(int64_t batch = 1) const;
   class DecodeSession {
    public:
@@ -97,6 +101,7 @@ class Model {
   std::vector<std::unique_ptr<Block>> blocks_;
   std::vector<NamedParam> params_;
   std::map<std::string, size_t> index_;
+  std::unique_ptr<Readout> readout_;
   std::unique_ptr<MtpHead> mtp_;
 };
 

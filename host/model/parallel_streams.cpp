@@ -4,14 +4,12 @@
 
 namespace mixlab {
 
-int64_t stream_width(const StreamSpec& stream, int64_t d_model) { return stream.width ? stream.width : d_model; }
-
 int64_t parallel_streams_host_params(const ParallelStreams& spec, int64_t d) {
   const auto n = static_cast<int64_t>(spec.streams.size());
   int64_t params = 0, widths = 0;
   for (const auto& s : spec.streams) {
     if (s.width) params += s.width * d;
-    widths += stream_width(s, d);
+    widths += s.width_or(d);
   }
   if (spec.merge == "concat") params += d * widths;
   if (spec.merge == "gated") params += n * d * d + n * d;
@@ -24,7 +22,7 @@ double parallel_streams_host_flops(const ParallelStreams& spec, int64_t d_model,
   double flops = 0, widths = 0;
   for (const auto& s : spec.streams) {
     if (s.width) flops += 2.0 * d * static_cast<double>(s.width);
-    widths += static_cast<double>(stream_width(s, d_model));
+    widths += static_cast<double>(s.width_or(d_model));
   }
   if (spec.merge == "concat") flops += 2.0 * d * widths;
   if (spec.merge == "gated") flops += 2.0 * n * d * d;
@@ -57,7 +55,7 @@ class ParallelStreamsBranch final : public Branch {
     std::vector<BlockParam> out;
     int64_t widths = 0;
     for (size_t k = 0; k < spec_.streams.size(); ++k) {
-      const int64_t w = stream_width(spec_.streams[k], d);
+      const int64_t w = spec_.streams[k].width_or(d);
       widths += w;
       if (spec_.streams[k].width) out.push_back({stream_prefix(k) + ".in_proj.weight", normal({w, d}), true});
     }

@@ -37,8 +37,6 @@ std::unique_ptr<Branch> make_parallel_streams(size_t index, const ParallelStream
                                               const std::vector<std::shared_ptr<PluginInstance>>& mixers,
                                               const BlockContext& context);
 
-// Stream k's width: its `width`, or d_model.
-int64_t stream_width(const StreamSpec& stream, int64_t d_model);
 // Host parameters of the streams: input projections and the merge's.
 int64_t parallel_streams_host_params(const ParallelStreams& spec, int64_t d_model);
 // Forward FLOPs per token of the input projections and the merge (the mixers' are their plugins').

@@ -211,9 +211,9 @@ void DataParallel::require_same_experiment(const ExperimentConfig& config, const
   require_same("experiment (config sha256)", sha256_string(config.to_json().dump()));
   std::set<std::string> plugins;
   for (const auto& layer : config.layers())
-    for (const auto& [slot, choice] : layer.plugins())
-      if (!choice->plugin.empty()) {
-        ImplRef ref = registry.select({choice->plugin, choice->impl, choice->version});
+    for (const auto& slot : layer.plugins())
+      if (!slot.plugin->plugin.empty()) {
+        ImplRef ref = registry.select({slot.plugin->plugin, slot.plugin->impl, slot.plugin->version});
         plugins.insert(ref.label() + " " + ref.library->sha256());
       }
   std::string listing;

@@ -3,7 +3,6 @@
 #include "conformance/runner.hpp"
 #include "data/options.hpp"
 #include "experiment/loader.hpp"
-#include "model/parallel_streams.hpp"
 #include "runtime/registry.hpp"
 #include "train/probe_report.hpp"
 #include "train/run_folder.hpp"
@@ -112,6 +111,7 @@ std::vector<std::string> cell_overrides(const Cell& c) {
                                 "data.seq_len=" + std::to_string(length),
                                 "model.max_seq_len=" + std::to_string(length),
                                 "data.options={}",
+                                "model.readout=" + c.task->readout,
                                 "optimizer.lr=" + number(c.lr),
                                 "optimizer.weight_decay=" + number(c.weight_decay),
                                 "training.steps=" + std::to_string(c.steps),
@@ -204,7 +204,7 @@ void check_subject(const Subject& subject, const std::vector<std::string>& overr
   for (const auto& layer : config.layers()) {
     if (!layer.mixer.none) mixers.emplace_back(layer.mixer, config.model.d_model);
     if (layer.streams)
-      for (const auto& s : layer.streams->streams) mixers.emplace_back(s.mixer, stream_width(s, config.model.d_model));
+      for (const auto& s : layer.streams->streams) mixers.emplace_back(s.mixer, s.width_or(config.model.d_model));
   }
   for (const auto& [mixer, width] : mixers) {
     if (!done.insert(mixer.label() + mixer.config.dump() + " " + std::to_string(width)).second) continue;
@@ -421,11 +421,9 @@ nlohmann::json run_probe(const ProbeOptions& o) {
                         {"seeds", o.seeds},
                         {"first_seed", o.first_seed},
                         {"output_dir", dir.string()},
-                        {"subjects", nlohmann::json::array()},
-                        {"not_run", nlohmann::json::array()}};
+                        {"subjects", nlohmann::json::array()}};
   for (const auto& s : subjects)
     header["subjects"].push_back({{"name", s.name}, {"experiment", s.experiment.string()}, {"standard_model", s.standard}});
-  if (o.suite != "mqar" && o.tasks.empty()) header["not_run"].push_back(kCompressionNotRun);
   nlohmann::json probe = summarize_probe(results, header);
   write_file_atomic(dir / "probe.json", probe.dump(2) + "\n");
   write_file_atomic(dir / "probe.md", probe_markdown(probe));

@@ -34,7 +34,8 @@ const std::map<std::string, std::string> kShort = {{"vocab_size", "vocab"},
                                                    {"num_tokens_to_copy", "copy"}};
 
 // The MAD suite at the paper's settings (mad-lab configs/tasks/*.yml): 12,800 train and
-// 1,280 test examples unless a level says otherwise.
+// 1,280 test examples unless a level says otherwise. Compression is read out by MAD's
+// autoencoder (model/readout.hpp).
 std::vector<ProbeTaskPlan> mad_full() {
   const Options examples{{"train_examples", 12800}, {"val_examples", 1280}};
   const std::vector<double> fewer{6400, 3200, 1600, 800};
@@ -62,10 +63,16 @@ std::vector<ProbeTaskPlan> mad_full() {
       {"memorization", "builtin:memorization",
        vary({{"vocab_size", 256}, {"input_seq_len", 32}, {"train_examples", 256}, {"val_examples", 1280}},
             {{"vocab_size", {512, 1024, 2048, 4096, 8192}}}, kShort)},
+      {.name = "compression",
+       .source = "builtin:compression",
+       .levels = vary(with(examples, {{"vocab_size", 16}, {"input_seq_len", 32}}),
+                      {{"vocab_size", {32, 64, 128}}, {"input_seq_len", {64, 128, 256}}, {"train_examples", fewer}}, kShort),
+       .readout = "autoencoder"},
   };
 }
 
-// The CPU default: the same tasks at shorter sequences, the baseline and two harder levels each.
+// The CPU default: the same tasks at shorter sequences (compression at MAD's own), the baseline
+// and two harder levels each.
 std::vector<ProbeTaskPlan> mad_cpu() {
   const Options examples{{"train_examples", 12800}, {"val_examples", 256}};
   return {
@@ -84,6 +91,11 @@ std::vector<ProbeTaskPlan> mad_cpu() {
       {"memorization", "builtin:memorization",
        vary({{"vocab_size", 256}, {"input_seq_len", 32}, {"train_examples", 256}, {"val_examples", 256}},
             {{"vocab_size", {512, 1024}}}, kShort)},
+      {.name = "compression",
+       .source = "builtin:compression",
+       .levels = vary(with(examples, {{"vocab_size", 16}, {"input_seq_len", 32}}),
+                      {{"vocab_size", {32}}, {"input_seq_len", {64}}}, kShort),
+       .readout = "autoencoder"},
   };
 }
 

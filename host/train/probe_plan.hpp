@@ -27,6 +27,7 @@ struct ProbeTaskPlan {
   std::vector<double> lrs, weight_decays;  // the optimizer grid; a setting keeps its best grid point
   int64_t steps = 0;                       // > 0: steps per cell of this task, instead of the scale's
   int64_t epochs = 0;                      // passes over the train set, when neither sets steps
+  std::string readout = "lm";              // model.readout of its cells: compression's is "autoencoder"
 };
 
 struct ProbeScale {
@@ -44,12 +45,5 @@ struct ProbeScale {
 };
 
 ProbeScale probe_scale(bool full);
-
-// MAD's compression needs an autoencoder readout the causal model lacks (data/compression.cpp):
-// every probe report names it as not run, with this reason.
-inline constexpr const char* kCompressionNotRun =
-    "compression: not run; MAD scores it through an autoencoder readout (the sequence decoded from the "
-    "compression token by an MLP) and mixlab's model is a causal language model, which would see each token "
-    "it is asked to reconstruct";
 
 }  // namespace mixlab

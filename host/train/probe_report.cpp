@@ -122,7 +122,8 @@ std::string probe_markdown(const nlohmann::json& p) {
   };
   md << "# Probe\n\nScale `" << scale["name"].get<std::string>() << "` (docs/probe.md): a `--mixer` is probed in "
      << scale["blocks"] << " blocks of mixer + SwiGLU MLP at width " << scale["width"]
-     << " (MQAR: blocks of the mixer alone, at each width); steps x batch per cell:";
+     << " (MQAR: blocks of the mixer alone, at each width; compression: read out by MAD's autoencoder decoder); "
+        "steps x batch per cell:";
   for (const auto& [task, sizes] : trained)
     md << " " << task << " " << range(sizes.first) << " x " << range(sizes.second)
        << (&task == &trained.rbegin()->first ? "." : ",");
@@ -183,7 +184,6 @@ std::string probe_markdown(const nlohmann::json& p) {
       }
     md << "\n";
   }
-  for (const auto& reason : p["not_run"]) md << "Not run: " << reason.get<std::string>() << ".\n\n";
   int64_t failed = 0;
   for (const auto& c : p["cells"]) failed += c["status"] != "completed";
   md << p["cells"].size() << " cells, " << failed << " failed; cells in `" << p["output_dir"].get<std::string>()

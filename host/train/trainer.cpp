@@ -17,6 +17,7 @@
 #include "train/lm_head_loss.hpp"
 #include "train/mtp_loss.hpp"
 #include "model/generation.hpp"
+#include "model/readout.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/metrics_log.hpp"
 #include "train/trained_run.hpp"
@@ -110,12 +111,12 @@ nlohmann::json model_facts(const Model& model, const ExperimentConfig& config, d
     nlohmann::json layer{{"index", i}};
     if (!model.layers()[i].mixer && model.layers()[i].streams.empty()) layer["mixer"] = "none";
     if (!model.layers()[i].ffn) layer["ffn"] = "none";
-    for (const auto& [slot, inst] : model.layers()[i].plugins()) {
-      const auto& ref = inst->ref();
-      auto cost = inst->cost(config.data.seq_len, 4);
-      plugin_total += static_cast<double>(inst->n_parameters());
+    for (const auto& slot : model.layers()[i].plugins()) {
+      const auto& ref = slot.plugin->ref();
+      auto cost = slot.plugin->cost(config.data.seq_len, 4);
+      plugin_total += static_cast<double>(slot.plugin->n_parameters());
       plugin_active += cost.active_params;
-      layer[slot] = ref.label();
+      layer[slot.name] = ref.label();
       if (seen.insert(ref.label() + ref.library->path().string()).second)
         plugins.push_back({{"family", ref.family()},
                            {"name", ref.impl->name},
@@ -126,6 +127,7 @@ nlohmann::json model_facts(const Model& model, const ExperimentConfig& config, d
     }
     layers.push_back(layer);
   }
+  forward_flops += readout_forward_flops(config.model);
   double total = static_cast<double>(model.n_parameters());
   active = total - plugin_total + plugin_active;
   // Forward FLOPs per token: the plugins' own count plus the LM head; training is 3x forward.

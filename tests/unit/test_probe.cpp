@@ -8,6 +8,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+
 using namespace mixlab::test;
 
 namespace {
@@ -161,6 +163,42 @@ TEST_SUITE("probe") {
       CHECK(scale.steps_for(scale.mad[0], scale.mad[0].levels[0]) == (full ? 200 * 100 : 200));
       CHECK(task.weight_decays == std::vector<double>{full ? 0.01 : 0.0});
     }
+  }
+
+  TEST_CASE("probe: compression is in the MAD suite at MAD's levels, its cells read out by the autoencoder") {
+    for (bool full : {false, true}) {
+      CAPTURE(full);
+      const mixlab::ProbeScale scale = mixlab::probe_scale(full);
+      const auto task = std::find_if(scale.mad.begin(), scale.mad.end(), [](const auto& t) { return t.name == "compression"; });
+      REQUIRE(task != scale.mad.end());
+      CHECK(task->source == "builtin:compression");
+      CHECK(task->readout == "autoencoder");
+      for (const auto& other : scale.mad) CHECK((other.name == "compression") == (other.readout == "autoencoder"));
+      // MAD's baseline (mad-lab configs/tasks/compression.yml), then each knob moved alone.
+      CHECK(task->levels[0].options.at("vocab_size") == 16);
+      CHECK(task->levels[0].options.at("input_seq_len") == 32);
+      std::vector<std::string> labels;
+      for (const auto& level : task->levels) labels.push_back(level.label);
+      if (full)
+        CHECK(labels == std::vector<std::string>{"base", "vocab 32", "vocab 64", "vocab 128", "len 64", "len 128", "len 256",
+                                                 "examples 6400", "examples 3200", "examples 1600", "examples 800"});
+      else
+        CHECK(labels == std::vector<std::string>{"base", "vocab 32", "len 64"});
+    }
+
+    auto dir = scratch("probe-compression");
+    auto r = host("probe --mixer prefix_mean --tasks compression --levels 1 --steps 6 --lr 0.01 --output-dir " + dir.string(), 300);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    CHECK(contains(r.output, "[1/1] prefix_mean compression (base) lr 0.01 wd 0 seed 0: completed, accuracy"));
+    auto m = read_json(dir / "cells/prefix_mean/compression/base/lr0.01-wd0/seed-0/run/manifest.json");
+    CHECK(m["config"]["model"]["readout"] == "autoencoder");
+    CHECK(m["config"]["data"]["source"] == "builtin:compression");
+    CHECK(m["config"]["data"]["seq_len"] == 32);
+    std::ifstream md(dir / "probe.md");
+    std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+    CHECK(contains(text, "| compression, base |"));
+    CHECK_FALSE(contains(text, "Not run"));
   }
 
   TEST_CASE("probe: a bad --mixer, a mixer failing conformance and a wrong --tasks are refused before training") {
