@@ -152,10 +152,10 @@ ProbeScale probe_scale(bool full) {
     return s;
   }
   s.name = "cpu";
-  // About 15 minutes for attention on 2 quiet cores (docs/probe.md): 30 cells of 200 steps x 16 sequences.
+  // About 15 minutes for attention on 2 cores (measured, docs/probe.md): 36 cells of 600 steps x 16 sequences.
   s.width = 64;
   s.batch_size = 16;
-  s.steps = 200;
+  s.steps = 600;
   s.mad = with_grid(mad_cpu(), {1e-3, 4e-3}, {0.0});
   // MQAR at the CPU scale (docs/probe.md, docs/results.md#probes): zoology's attention leaves
   // the 25% plateau (a value of the context, guessed without the key) after about 400 steps of

@@ -160,7 +160,7 @@ TEST_SUITE("probe") {
       }
       // The CPU scale's MQAR steps are its own; --full trains 64 epochs of 100,000 examples.
       CHECK(scale.steps_for(task, task.levels[0]) == (full ? 64 * ((100000 + 511) / 512) : 1000));
-      CHECK(scale.steps_for(scale.mad[0], scale.mad[0].levels[0]) == (full ? 200 * 100 : 200));
+      CHECK(scale.steps_for(scale.mad[0], scale.mad[0].levels[0]) == (full ? 200 * 100 : 600));
       CHECK(task.weight_decays == std::vector<double>{full ? 0.01 : 0.0});
     }
   }
