@@ -9,6 +9,7 @@
 #include "host_test_helpers.hpp"
 #include "model/mtp_head.hpp"
 #include "model/safetensors.hpp"
+#include "model_reference_check.hpp"
 #include "train/checkpoint.hpp"
 #include "train/lm_head_loss.hpp"
 #include "train/mtp_loss.hpp"
@@ -34,31 +35,9 @@ fs::path write_experiment(const std::string& name, const std::string& norm_posit
   return dir / "e.toml";
 }
 
-// The model and its modules in float64 from the equations, on copies of the parameters.
-struct Reference {
-  std::map<std::string, torch::Tensor> p;
-  bool pre;
-  double eps;
-
-  torch::Tensor rms(const torch::Tensor& x, const std::string& name) const {
-    return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * p.at(name + ".weight");
-  }
-  // prefix_mean: y_t = W mean(x_1..x_t); mlp relu: W_out relu(W_in x).
-  torch::Tensor mixer(const torch::Tensor& x, const std::string& prefix) const {
-    auto counts = torch::arange(1, x.size(1) + 1, x.options()).view({1, -1, 1});
-    return torch::matmul(torch::cumsum(x, 1) / counts, p.at(prefix + ".mixer.w").t());
-  }
-  torch::Tensor ffn(const torch::Tensor& x, const std::string& prefix) const {
-    return torch::matmul(torch::relu(torch::matmul(x, p.at(prefix + ".ffn.w_in").t())), p.at(prefix + ".ffn.w_out").t());
-  }
-  torch::Tensor layer(torch::Tensor h, const std::string& prefix) const {
-    if (pre) {
-      h = h + mixer(rms(h, prefix + ".norm1"), prefix);
-      return h + ffn(rms(h, prefix + ".norm2"), prefix);
-    }
-    h = rms(h + mixer(h, prefix), prefix + ".norm1");
-    return rms(h + ffn(h, prefix), prefix + ".norm2");
-  }
+// The model and its modules in float64 from the equations, on copies of the parameters: the test
+// plugins' blocks (model_reference_check.hpp, RMSNorm) and the MTP modules.
+struct Reference : mixlab::test::PrefixMeanReference {
   // Mean cross-entropy over the targets that are not -100.
   torch::Tensor loss(const torch::Tensor& features, const torch::Tensor& targets) const {
     auto logp = torch::log_softmax(torch::matmul(features, p.at("embed.weight").t()), -1);
@@ -71,16 +50,16 @@ struct Reference {
                                                            int64_t depth) const {
     auto h = torch::embedding(p.at("embed.weight"), tokens);
     for (int l = 0; l < 2; ++l) h = layer(h, "layers." + std::to_string(l));
-    auto main = loss(pre ? rms(h, "final_norm") : h, targets);
+    auto main = loss(pre ? norm(h, "final_norm") : h, targets);
     std::vector<torch::Tensor> mtp;
     const int64_t T = tokens.size(1);
     for (int64_t k = 1; k <= depth; ++k) {
       const std::string m = "mtp." + std::to_string(k);
       auto e = torch::embedding(p.at("embed.weight"), tokens.narrow(1, k, T - k));
-      auto x = torch::matmul(torch::cat({rms(h.narrow(1, 0, T - k), m + ".hnorm"), rms(e, m + ".enorm")}, -1),
+      auto x = torch::matmul(torch::cat({norm(h.narrow(1, 0, T - k), m + ".hnorm"), norm(e, m + ".enorm")}, -1),
                              p.at(m + ".proj.weight").t());
       h = layer(x, m);
-      mtp.push_back(loss(pre ? rms(h, m + ".final_norm") : h, targets.narrow(1, k, T - k)));
+      mtp.push_back(loss(pre ? norm(h, m + ".final_norm") : h, targets.narrow(1, k, T - k)));
     }
     return {main, mtp};
   }
@@ -119,7 +98,7 @@ TEST_CASE("mtp: objective, per-depth losses and every gradient equal a float64 r
       auto objective = main + out.aux_loss + mtp;
       objective.backward();
 
-      Reference ref{{}, std::string(position) == "pre", config.model.norm_eps};
+      Reference ref{{{}, false, std::string(position) == "pre", config.model.norm_eps}};
       for (const auto& p : model.parameters())
         ref.p[p.name] = p.tensor.detach().to(torch::kFloat64).clone().requires_grad_(true);
       auto [ref_main, ref_mtp] = ref.run(tokens, targets, 2);

@@ -37,33 +37,11 @@ std::string experiment_text(const std::string& norm, const std::string& position
   return t.str();
 }
 
-// The model in float64 from the definitions, on copies of its parameters.
-struct Reference {
-  std::map<std::string, torch::Tensor> p;
-  bool layernorm, pre, tied;
-  double eps;
+// The model in float64 from the definitions, on copies of its parameters: the test plugins'
+// blocks (model_reference_check.hpp) and the readout.
+struct Reference : mixlab::test::PrefixMeanReference {
+  bool tied;
 
-  torch::Tensor norm(const torch::Tensor& x, const std::string& name) const {
-    if (!layernorm) return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * p.at(name + ".weight");
-    auto centred = x - x.mean(-1, true);
-    return centred * torch::rsqrt(centred.pow(2).mean(-1, true) + eps) * p.at(name + ".weight") + p.at(name + ".bias");
-  }
-  // prefix_mean: y_t = W mean(x_0..x_t); mlp relu: W_out relu(W_in x).
-  torch::Tensor mixer(const torch::Tensor& x, const std::string& prefix) const {
-    auto counts = torch::arange(1, x.size(1) + 1, x.options()).view({1, -1, 1});
-    return torch::matmul(torch::cumsum(x, 1) / counts, p.at(prefix + ".mixer.w").t());
-  }
-  torch::Tensor ffn(const torch::Tensor& x, const std::string& prefix) const {
-    return torch::matmul(torch::relu(torch::matmul(x, p.at(prefix + ".ffn.w_in").t())), p.at(prefix + ".ffn.w_out").t());
-  }
-  torch::Tensor layer(torch::Tensor h, const std::string& prefix) const {
-    if (pre) {
-      h = h + mixer(norm(h, prefix + ".norm1"), prefix);
-      return h + ffn(norm(h, prefix + ".norm2"), prefix);
-    }
-    h = norm(h + mixer(h, prefix), prefix + ".norm1");
-    return norm(h + ffn(h, prefix), prefix + ".norm2");
-  }
   // MAD's sin-cos embedding, element by element: P[t][i] = sin(t w_i), P[t][d/2 + i] = cos(t w_i),
   // w_i = 1 / 10000^(i / (d/2 - 1)).
   static torch::Tensor positions(int64_t T, int64_t d) {
@@ -140,8 +118,9 @@ TEST_CASE("readout: the autoencoder's logits and every gradient equal a float64 
     auto weights = torch::randn({3, kLength, kVocab}, torch::kFloat64);
     (out.logits * weights.to(torch::kFloat32)).sum().backward();
 
-    Reference ref{mixlab::test::float64_leaves(model), std::string(v.norm) == "layernorm", std::string(v.position) == "pre",
-                  v.tied, config.model.norm_eps};
+    Reference ref{{mixlab::test::float64_leaves(model), std::string(v.norm) == "layernorm",
+                   std::string(v.position) == "pre", config.model.norm_eps},
+                  v.tied};
     auto want = ref.logits(tokens);
     (want * weights).sum().backward();
     // Float32 against float64 through about a dozen products of width <= 24: 1e-5 relative
