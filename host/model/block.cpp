@@ -8,6 +8,21 @@
 
 namespace mixlab {
 
+std::vector<BlockParam> norm_params(const std::string& prefix, const ExperimentConfig::Model& model) {
+  std::vector<BlockParam> out{{prefix + ".weight", torch::ones({model.d_model}), false}};
+  if (model.norm == "layernorm") out.push_back({prefix + ".bias", torch::zeros({model.d_model}), false});
+  return out;
+}
+
+std::vector<BlockParam> plugin_init_params(const std::string& slot_prefix, const PluginInstance& inst, uint64_t seed,
+                                           double init_std) {
+  auto values = inst.init_params(torch::kFloat32, torch::kCPU, seed, init_std);
+  std::vector<BlockParam> out;
+  for (size_t p = 0; p < values.size(); ++p)
+    out.push_back({slot_prefix + "." + inst.params()[p].name, values[p].detach(), inst.params()[p].weight_decay()});
+  return out;
+}
+
 std::vector<torch::Tensor> BlockContext::plugin_params(const std::string& slot_prefix, const PluginInstance& inst) const {
   std::vector<torch::Tensor> out;
   for (const auto& p : inst.params()) out.push_back(param(slot_prefix + "." + p.name));

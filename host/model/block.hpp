@@ -58,6 +58,12 @@ struct BlockParam {
   bool weight_decay;
 };
 
+// A norm's parameters: "<prefix>.weight" (ones) and, for LayerNorm, "<prefix>.bias" (zeros).
+std::vector<BlockParam> norm_params(const std::string& prefix, const ExperimentConfig::Model& model);
+// A plugin's freshly initialised parameters, "<slot_prefix>.<name>" in its declared order.
+std::vector<BlockParam> plugin_init_params(const std::string& slot_prefix, const PluginInstance& inst, uint64_t seed,
+                                           double init_std);
+
 // What every block uses of the model: parameters by name, the norms and the add + norm seam.
 class BlockContext {
  public:

@@ -43,9 +43,8 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
   auto normal = [&](std::vector<int64_t> shape) {
     return torch::empty(shape, torch::kFloat32).normal_(0.0, m.init_std, gen);
   };
-  auto add_norm_params = [&](const std::string& prefix) {
-    add(prefix + ".weight", torch::ones({d}), false);
-    if (m.norm == "layernorm") add(prefix + ".bias", torch::zeros({d}), false);
+  auto add_all = [&](const std::vector<BlockParam>& ps) {
+    for (const auto& p : ps) add(p.name, p.value, p.weight_decay);
   };
   add("embed.weight", normal({vocab_, d}), false);
   if (m.positional == "learned") add("pos_embed.weight", normal({m.max_seq_len, d}), false);
@@ -54,26 +53,22 @@ Model::Model(const ExperimentConfig& config, const Registry& registry, int64_t v
   for (size_t i = 0; i < layers_.size(); ++i) {
     std::string prefix = "layers." + std::to_string(i);
     blocks_.push_back(make_block(i, layers_[i], templates[i], context_));
-    for (const auto& norm : blocks_.back()->norms()) add_norm_params(norm);
+    for (const auto& norm : blocks_.back()->norms()) add_all(norm_params(norm, m));
     const uint64_t n_layers = layers_.size();
     for (const auto& slot : layers_[i].plugins()) {
       // Stream 0 takes the mixer's seed; stream k >= 1 seeds past the extra parameters' (layer_seed + 2 * layers + i).
       const uint64_t stream = slot.stream.value_or(0);
       uint64_t seed = stream ? layer_seed + (2 + stream) * n_layers + i : layer_seed + i * 2 + (slot.name == "ffn");
-      const auto& inst = slot.plugin;
-      auto values = inst->init_params(torch::kFloat32, torch::kCPU, seed, m.init_std);
-      for (size_t p = 0; p < values.size(); ++p)
-        add(prefix + "." + slot.name + "." + inst->params()[p].name, values[p].detach(), inst->params()[p].weight_decay());
+      add_all(plugin_init_params(prefix + "." + slot.name, *slot.plugin, seed, m.init_std));
     }
     // Seeds past the plugins' (which use layer_seed + 0 .. 2 * layers - 1).
-    for (auto& p : blocks_.back()->extra_params(layer_seed + 2 * layers_.size() + i, m.init_std))
-      add(p.name, p.value, p.weight_decay);
+    add_all(blocks_.back()->extra_params(layer_seed + 2 * layers_.size() + i, m.init_std));
   }
-  if (m.norm_position == "pre") add_norm_params("final_norm");
+  if (m.norm_position == "pre") add_all(norm_params("final_norm", m));
   if (!m.tie_embeddings) add("lm_head.weight", normal({vocab_, d}), true);
   readout_ = make_readout(context_);
-  for (auto& p : readout_->params(config.job.seed * 7919ull + 41, m.init_std)) add(p.name, p.value, p.weight_decay);
-  if (m.mtp.depth > 0) mtp_ = std::make_unique<MtpHead>(config, registry, add);
+  add_all(readout_->params(config.job.seed * 7919ull + 41, m.init_std));
+  if (m.mtp.depth > 0) mtp_ = std::make_unique<MtpHead>(config, registry, add_all);
 }
 
 Model::~Model() = default;

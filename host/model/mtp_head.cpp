@@ -19,31 +19,25 @@ int64_t MtpHead::host_params_per_module(const ExperimentConfig& config, const La
   return norms * norm + 2 * d * d;
 }
 
-MtpHead::MtpHead(const ExperimentConfig& config, const Registry& registry, const AddParam& add) {
+MtpHead::MtpHead(const ExperimentConfig& config, const Registry& registry, const AddParams& add_all) {
   const auto& m = config.model;
   const int64_t d = m.d_model;
   // The instances hold configs, not parameters: one set serves every module.
   const LayerSlots block = create_block(config, registry);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(config.job.seed * 7919ull + 29);
-  auto add_norm_params = [&](const std::string& prefix) {
-    add(prefix + ".weight", torch::ones({d}), false);
-    if (m.norm == "layernorm") add(prefix + ".bias", torch::zeros({d}), false);
-  };
   const uint64_t n_layers = config.layers().size();
   for (size_t k = 1; k <= static_cast<size_t>(m.mtp.depth); ++k) {
     const std::string prefix = module_prefix(k);
-    add_norm_params(prefix + ".hnorm");
-    add_norm_params(prefix + ".enorm");
-    add(prefix + ".proj.weight", torch::empty({d, 2 * d}).normal_(0.0, m.init_std, gen), true);
+    add_all(norm_params(prefix + ".hnorm", m));
+    add_all(norm_params(prefix + ".enorm", m));
+    add_all({{prefix + ".proj.weight", torch::empty({d, 2 * d}).normal_(0.0, m.init_std, gen), true}});
     for (auto [slot, inst] : {std::pair{"mixer", block.mixer}, std::pair{"ffn", block.ffn}}) {
       if (!inst) continue;
-      add_norm_params(prefix + (std::string(slot) == "mixer" ? ".norm1" : ".norm2"));
+      add_all(norm_params(prefix + (std::string(slot) == "mixer" ? ".norm1" : ".norm2"), m));
       const uint64_t seed = config.job.seed * 1000003ull + (n_layers + k) * 2 + (std::string(slot) == "ffn");
-      auto values = inst->init_params(torch::kFloat32, torch::kCPU, seed, m.init_std);
-      for (size_t p = 0; p < values.size(); ++p)
-        add(prefix + "." + slot + "." + inst->params()[p].name, values[p].detach(), inst->params()[p].weight_decay());
+      add_all(plugin_init_params(prefix + "." + slot, *inst, seed, m.init_std));
     }
-    if (m.norm_position == "pre") add_norm_params(prefix + ".final_norm");
+    if (m.norm_position == "pre") add_all(norm_params(prefix + ".final_norm", m));
     blocks_.push_back(block);
   }
 }

@@ -29,14 +29,15 @@ namespace mixlab {
 
 class MtpHead {
  public:
-  using AddParam = std::function<void(const std::string& name, torch::Tensor value, bool weight_decay)>;
+  // Registers parameters with the model, in order.
+  using AddParams = std::function<void(const std::vector<BlockParam>&)>;
 
   // Module k's layer: instances of the last layer's template.
   static LayerSlots create_block(const ExperimentConfig& config, const Registry& registry);
   // The host's parameters of one module (norms and projection), without its plugins'.
   static int64_t host_params_per_module(const ExperimentConfig& config, const LayerSlots& block);
 
-  MtpHead(const ExperimentConfig& config, const Registry& registry, const AddParam& add);
+  MtpHead(const ExperimentConfig& config, const Registry& registry, const AddParams& add);
 
   struct Output {
     std::vector<torch::Tensor> features;  // [k - 1]: (B, T - k, d), the shared head's input for depth k

@@ -20,11 +20,9 @@ class AutoencoderReadout final : public Readout {
   std::vector<BlockParam> params(uint64_t seed, double init_std) const override {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     const int64_t d = context_.model().d_model;
-    const bool layernorm = context_.model().norm == "layernorm";
     std::vector<BlockParam> out;
     auto norm = [&](const std::string& prefix) {
-      out.push_back({prefix + ".weight", torch::ones({d}), false});
-      if (layernorm) out.push_back({prefix + ".bias", torch::zeros({d}), false});
+      for (auto& p : norm_params(prefix, context_.model())) out.push_back(std::move(p));
     };
     auto linear = [&](const std::string& prefix) {
       out.push_back({prefix + ".weight", torch::empty({d, d}, torch::kFloat32).normal_(0.0, init_std, gen), true});
