@@ -89,7 +89,7 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
   nlohmann::json rows = nlohmann::json::array();
   double total = 0, active = 0, forward_flops = 0, state_bytes = 0;
   bool grows = false;
-  const double norm_params = config.model.norm == "layernorm" ? 2.0 * d : 1.0 * d;
+  const double norm_size = static_cast<double>(norm_param_count(config.model));
   auto cost = [](const std::shared_ptr<PluginInstance>& inst, int64_t t, int bytes) {
     return inst ? inst->cost(t, bytes) : mixlab_cost{};
   };
@@ -132,7 +132,7 @@ nlohmann::json explain_report(const ExperimentConfig& config, const Registry& re
   }
   double embed = static_cast<double>(vocab * d) + (config.model.positional == "learned" ? static_cast<double>(T * d) : 0.0);
   double head = config.model.tie_embeddings ? 0.0 : static_cast<double>(vocab * d);
-  double final_norm = config.model.norm_position == "pre" ? norm_params : 0.0;
+  double final_norm = config.model.norm_position == "pre" ? norm_size : 0.0;
   const double readout = static_cast<double>(readout_params(config.model));
   total += embed + head + final_norm + readout;
   active += embed + head + final_norm + readout;

@@ -14,6 +14,10 @@ std::vector<BlockParam> norm_params(const std::string& prefix, const ExperimentC
   return out;
 }
 
+int64_t norm_param_count(const ExperimentConfig::Model& model) {
+  return model.norm == "layernorm" ? 2 * model.d_model : model.d_model;
+}
+
 std::vector<BlockParam> plugin_init_params(const std::string& slot_prefix, const PluginInstance& inst, uint64_t seed,
                                            double init_std) {
   auto values = inst.init_params(torch::kFloat32, torch::kCPU, seed, init_std);
@@ -188,7 +192,7 @@ std::unique_ptr<Block> make_block(size_t index, const LayerSlots& slots, const L
 }
 
 int64_t layer_host_params(const LayerSlots& slots, const LayerTemplate& layer, const ExperimentConfig::Model& model) {
-  const int64_t per_norm = model.norm == "layernorm" ? 2 * model.d_model : model.d_model;
+  const int64_t per_norm = norm_param_count(model);
   const bool has_mixer = slots.mixer || layer.streams;
   const int64_t n_norms = model.residual == "parallel" ? 1 : (has_mixer ? 1 : 0) + (slots.ffn ? 1 : 0);
   return n_norms * per_norm + (layer.depth_gating ? depth_router_params(model.d_model) : 0) +

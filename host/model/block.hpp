@@ -60,6 +60,8 @@ struct BlockParam {
 
 // A norm's parameters: "<prefix>.weight" (ones) and, for LayerNorm, "<prefix>.bias" (zeros).
 std::vector<BlockParam> norm_params(const std::string& prefix, const ExperimentConfig::Model& model);
+// How many values norm_params creates: 2 d_model for LayerNorm, d_model for RMSNorm.
+int64_t norm_param_count(const ExperimentConfig::Model& model);
 // A plugin's freshly initialised parameters, "<slot_prefix>.<name>" in its declared order.
 std::vector<BlockParam> plugin_init_params(const std::string& slot_prefix, const PluginInstance& inst, uint64_t seed,
                                            double init_std);

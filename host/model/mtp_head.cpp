@@ -14,12 +14,12 @@ LayerSlots MtpHead::create_block(const ExperimentConfig& config, const Registry&
 }
 
 int64_t MtpHead::host_params_per_module(const ExperimentConfig& config, const LayerSlots& block) {
-  const int64_t d = config.model.d_model, norm = config.model.norm == "layernorm" ? 2 * d : d;
+  const int64_t d = config.model.d_model, norm = norm_param_count(config.model);
   const int64_t norms = 2 + (block.mixer ? 1 : 0) + (block.ffn ? 1 : 0) + (config.model.norm_position == "pre" ? 1 : 0);
   return norms * norm + 2 * d * d;
 }
 
-MtpHead::MtpHead(const ExperimentConfig& config, const Registry& registry, const AddParams& add_all) {
+MtpHead::MtpHead(const ExperimentConfig& config, const Registry& registry, const AddParams& add) {
   const auto& m = config.model;
   const int64_t d = m.d_model;
   // The instances hold configs, not parameters: one set serves every module.
@@ -28,16 +28,16 @@ MtpHead::MtpHead(const ExperimentConfig& config, const Registry& registry, const
   const uint64_t n_layers = config.layers().size();
   for (size_t k = 1; k <= static_cast<size_t>(m.mtp.depth); ++k) {
     const std::string prefix = module_prefix(k);
-    add_all(norm_params(prefix + ".hnorm", m));
-    add_all(norm_params(prefix + ".enorm", m));
-    add_all({{prefix + ".proj.weight", torch::empty({d, 2 * d}).normal_(0.0, m.init_std, gen), true}});
+    add(norm_params(prefix + ".hnorm", m));
+    add(norm_params(prefix + ".enorm", m));
+    add({{prefix + ".proj.weight", torch::empty({d, 2 * d}).normal_(0.0, m.init_std, gen), true}});
     for (auto [slot, inst] : {std::pair{"mixer", block.mixer}, std::pair{"ffn", block.ffn}}) {
       if (!inst) continue;
-      add_all(norm_params(prefix + (std::string(slot) == "mixer" ? ".norm1" : ".norm2"), m));
+      add(norm_params(prefix + (std::string(slot) == "mixer" ? ".norm1" : ".norm2"), m));
       const uint64_t seed = config.job.seed * 1000003ull + (n_layers + k) * 2 + (std::string(slot) == "ffn");
-      add_all(plugin_init_params(prefix + "." + slot, *inst, seed, m.init_std));
+      add(plugin_init_params(prefix + "." + slot, *inst, seed, m.init_std));
     }
-    if (m.norm_position == "pre") add_all(norm_params(prefix + ".final_norm", m));
+    if (m.norm_position == "pre") add(norm_params(prefix + ".final_norm", m));
     blocks_.push_back(block);
   }
 }

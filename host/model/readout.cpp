@@ -72,7 +72,7 @@ std::unique_ptr<Readout> make_readout(const BlockContext& context) {
 
 int64_t readout_params(const ExperimentConfig::Model& model) {
   if (model.readout != "autoencoder") return 0;
-  const int64_t d = model.d_model, norm = model.norm == "layernorm" ? 2 * d : d;
+  const int64_t d = model.d_model, norm = norm_param_count(model);
   return 3 * norm + 2 * (d * d + d);
 }
 

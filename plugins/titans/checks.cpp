@@ -18,10 +18,12 @@ namespace mt = mixlab::testing;
 
 constexpr int64_t kDModel = 32;
 constexpr int64_t kBatch = 2;
-// Two-layer memory, persistent tokens, chunks that cut the sequence unevenly.
-const std::string kDeep = R"({"n_heads": 4, "memory_depth": 2, "chunk_size": 4, "persistent_tokens": 3, "inner_lr": 0.3})";
-// Linear memory with chunk_size 1: online gradient descent with momentum.
-const std::string kOnline = R"({"n_heads": 2, "memory_depth": 1, "chunk_size": 1, "inner_lr": 0.8})";
+// Two-layer memory, persistent tokens, chunks that cut the sequence unevenly, a
+// surprise clamp that some tokens' gradients exceed and others do not.
+const std::string kDeep =
+    R"({"n_heads": 4, "memory_depth": 2, "chunk_size": 4, "persistent_tokens": 3, "inner_lr": 0.3, "inner_max_grad_norm": 1.9})";
+// Linear memory with chunk_size 1: online gradient descent with momentum, unclamped.
+const std::string kOnline = R"({"n_heads": 2, "memory_depth": 1, "chunk_size": 1, "inner_lr": 0.8, "inner_max_grad_norm": 0})";
 // The memory frozen outside training (after learning the persistent tokens).
 const std::string kFrozen =
     R"({"n_heads": 2, "memory_depth": 2, "memory_expansion": 3, "chunk_size": 5, "persistent_tokens": 2, "update_at_inference": false})";
@@ -46,6 +48,7 @@ Titans<Core> make(const std::string& config) {
 struct Rebuild {
   Tensor y;
   std::vector<std::vector<Tensor>> weights, momentum;  // per head, per layer: (B, out, in) after the last token
+  int64_t updates = 0, clamped = 0;                    // token updates (per row and head), and those clamped
 };
 
 Tensor memory_apply(const std::vector<Tensor>& w, const Tensor& z) {  // z (B, in) -> (B, out)
@@ -81,9 +84,19 @@ Rebuild rebuild(const TitansConfig& c, const Tensor& x, const Params& p, bool up
         for (const auto& w : anchor) at.push_back(w.requires_grad() ? w : w.detach().requires_grad_(true));
         auto loss = (memory_apply(at, k.select(1, t)) - v.select(1, t)).pow(2).sum();
         auto u = torch::autograd::grad({loss}, at, {}, /*retain_graph=*/true, /*create_graph=*/true);
+        // The surprise clamp: the step θ u is never longer than θ g.
+        auto step = theta.select(1, t);  // (B)
+        if (c.inner_max_grad_norm > 0) {
+          auto squared = torch::zeros({B}, x.options());
+          for (const auto& ul : u) squared = squared + ul.pow(2).sum({1, 2});
+          auto factor = (c.inner_max_grad_norm / squared.sqrt()).clamp_max(1.0);
+          step = step * factor;
+          r.clamped += (factor < 1.0).sum().item<int64_t>();
+        }
+        r.updates += B;
         for (size_t l = 0; l < W.size(); ++l) {
           auto per_row = [&](const Tensor& s) { return s.select(1, t).view({B, 1, 1}); };
-          S[l] = per_row(eta) * S[l] - per_row(theta) * u[l];
+          S[l] = per_row(eta) * S[l] - step.view({B, 1, 1}) * u[l];
           W[l] = (1 - per_row(alpha)) * W[l] + S[l];
         }
       }
@@ -143,9 +156,22 @@ void append(std::vector<CheckResult>& to, std::vector<CheckResult> more) {
   to.insert(to.end(), more.begin(), more.end());
 }
 
-// naive == rebuild: float64 tight, float32 against the float64 rebuild.
+// The share of the rebuild's token updates that the surprise clamp shortens, in
+// training on T tokens.
+double clamped_share(const std::string& config, int64_t T, uint64_t seed) {
+  auto m = make<Naive>(config);
+  auto x = normal({kBatch, T, kDModel}, torch::kFloat64, seed + 1);
+  auto r = rebuild(m.config(), x, mt::make_params(m, torch::kFloat64, seed), true);
+  return static_cast<double>(r.clamped) / static_cast<double>(r.updates);
+}
+
+// naive == rebuild: float64 tight, float32 against the float64 rebuild. The
+// clamp must be exercised both ways (kDeep clamps some tokens and not others).
 CheckResult naive_equals_rebuild(uint64_t seed) {
-  std::vector<CheckResult> results;
+  const double share = clamped_share(kDeep, 13, seed);
+  std::vector<CheckResult> results{{share > 0.05 && share < 0.95, share, 0.05,
+                                    "share of token updates the surprise clamp shortens in the depth-2 config: " +
+                                        std::to_string(share) + " (must be in (0.05, 0.95))"}};
   for (const auto& [name, config] : kConfigs)
     for (bool training : {true, false}) {
       const std::string what = name + (training ? " (training)" : " (evaluation)");
@@ -252,6 +278,71 @@ CheckResult frozen_memory_differs_from_learning(uint64_t seed) {
                                                mt::scaled_max_error(train_frozen, eval_learning), 0.0)});
 }
 
+// The surprise clamp keeps the inner descent bounded where the paper's
+// unclamped update overflows: a grown two-layer memory (M_0 x 4), full inner
+// step, momentum σ(4) ≈ 0.98, no forgetting, and every token the same (so all
+// of a chunk's gradients add up in one direction), T = 256 in chunks of 16, in
+// float32 as in training. Clamped, ||M_T|| <= ||M_0|| + inner_lr g T (T + 1) / 2
+// (each token adds at most θ g to S, and S adds to M), and the output and every
+// gradient are finite; unclamped, the same input is not finite.
+CheckResult clamp_keeps_memory_bounded(uint64_t seed) {
+  const int64_t T = 256;
+  const std::string base = R"({"n_heads": 1, "memory_depth": 2, "chunk_size": 16, "inner_lr": 1.0)";
+  auto worst = [&](Params& p) {
+    for (const char* name : {"memory_w1", "memory_w2"}) p[name].mul_(4.0);
+    auto b = p["b_gates"];
+    b[0].fill_(-30.0);  // α = σ(-30): nothing forgotten
+    b[1].fill_(4.0);    // η = σ(4)
+    b[2].fill_(30.0);   // θ = inner_lr
+  };
+  auto x = normal({1, 1, kDModel}, torch::kFloat32, seed + 1).expand({kBatch, T, kDModel}).contiguous();
+
+  auto clamped = make<Chunked>(base + "}");
+  const double g = clamped.config().inner_max_grad_norm;
+  auto params = mt::make_params(clamped, torch::kFloat32, seed);
+  {
+    torch::NoGradGuard no_grad;
+    worst(params);
+  }
+  double m0 = 0;
+  for (const char* name : {"memory_w1", "memory_w2"}) m0 += params[name].pow(2).sum().item<double>();
+  m0 = std::sqrt(m0);
+  auto state = clamped.new_state(kBatch, x.options());
+  clamped.step(*state, x, params);
+  const auto& s = dynamic_cast<const MemoryState&>(*state);
+  double mt_norm = 0;  // the largest ||M_T|| over batch rows
+  {
+    auto squared = torch::zeros({kBatch}, torch::kFloat64);
+    for (const auto& w : s.weights) squared += w.to(torch::kFloat64).pow(2).sum({1, 2, 3});
+    mt_norm = squared.sqrt().max().item<double>();
+  }
+  const double bound = m0 + clamped.config().inner_lr * g * static_cast<double>(T * (T + 1)) / 2.0;
+  CheckResult bounded{std::isfinite(mt_norm) && mt_norm <= bound, mt_norm, bound,
+                      "clamped ||M_T|| " + std::to_string(mt_norm) + " vs bound ||M_0|| + inner_lr g T (T + 1) / 2 = " +
+                          std::to_string(bound)};
+
+  auto finite = [&](const Module& m) {
+    auto p = mt::with_grad(mt::make_params(m, torch::kFloat32, seed));
+    {
+      torch::NoGradGuard no_grad;
+      worst(p);
+    }
+    auto xg = x.clone().requires_grad_(true);
+    auto y = m.forward(xg, p, {true, 0}).y;
+    y.sum().backward();
+    bool ok = torch::isfinite(y).all().item<bool>() && torch::isfinite(xg.grad()).all().item<bool>();
+    for (const auto& t : p.tensors()) ok = ok && torch::isfinite(t.grad()).all().item<bool>();
+    return ok;
+  };
+  const bool clamped_finite = finite(clamped);
+  const bool unclamped_finite = finite(make<Chunked>(base + R"(, "inner_max_grad_norm": 0})"));
+  return mt::all_of({bounded,
+                     {clamped_finite, clamped_finite ? 0.0 : 1.0, 0.0,
+                      "clamped: y and the gradients of x and every parameter finite"},
+                     {!unclamped_finite, unclamped_finite ? 1.0 : 0.0, 0.0,
+                      "unclamped (inner_max_grad_norm = 0): the same input overflows (so it exercises the clamp)"}});
+}
+
 }  // namespace
 
 std::vector<Check> family_checks() {
@@ -265,6 +356,7 @@ std::vector<Check> family_checks() {
       {"state_is_memory_weights_and_momentum",
        [](uint64_t s) { return mt::all_of({state_is_memory<Naive>("naive", s), state_is_memory<Chunked>("chunked", s)}); }},
       {"update_at_inference_false_freezes_memory", frozen_memory_differs_from_learning},
+      {"surprise_clamp_keeps_memory_bounded", clamp_keeps_memory_bounded},
   };
 }
 

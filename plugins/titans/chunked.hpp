@@ -10,7 +10,8 @@
 //   S_t = e_t S - Σ_{i≤t} Dη[t, i] θ_i u_i
 //   M_t = b_t W + a_t S - Σ_{i≤t} G[t, i] θ_i u_i
 //
-// (substitute S_s into M_t = Σ_{s≤t} Dβ[t, s] S_s + b_t W). The ratios are
+// (substitute S_s into M_t = Σ_{s≤t} Dβ[t, s] S_s + b_t W; θ_i is the clamped
+// step θ'_i of common.hpp, a function of u_i alone). The ratios are
 // formed in log space (exp of differences of cumulative log-sigmoids), so no
 // small product is ever divided by. Since each u_i is rank one per layer,
 // u_i = o_i ⊗ z_i, a layer of M_t applied to a token's input r_t is
@@ -42,7 +43,7 @@ struct Chunked {
   }
 
   // The same contract as Naive::scan.
-  static Tensor scan(MemoryState& s, const Tokens& t) {
+  static Tensor scan(const TitansConfig& cfg, MemoryState& s, const Tokens& t) {
     const int64_t n = t.size();
     auto log_b = t.log_keep.cumsum(-1), log_e = t.log_eta.cumsum(-1);  // (B, H, n)
     auto d_beta = decay_matrix(log_b), d_eta = decay_matrix(log_e);
@@ -50,7 +51,8 @@ struct Chunked {
     auto b = log_b.exp().unsqueeze(-1);                                   // (B, H, n, 1)
     auto a = torch::matmul(d_beta, log_e.exp().unsqueeze(-1));            // (B, H, n, 1)
     auto grads = inner_gradient(s.anchor, t.k, t.v);
-    auto step = G * t.theta.unsqueeze(-2);                                // G[t, i] θ_i
+    auto theta = clamped_theta(cfg, grads, t.theta);                      // θ'_i
+    auto step = G * theta.unsqueeze(-2);                                  // G[t, i] θ'_i
 
     // Layer l of M_t applied to r (B, H, n, in), row t with M_t.
     auto apply = [&](size_t l, const Tensor& r) {
@@ -70,7 +72,7 @@ struct Chunked {
     for (size_t l = 0; l < grads.size(); ++l) {
       auto w = scalar(last(b)) * s.weights[l] + scalar(last(a)) * s.momentum[l] - sum_outer(grads[l], last(step));
       s.momentum[l] = scalar(log_e.select(-1, n - 1).exp()) * s.momentum[l] -
-                      sum_outer(grads[l], last(d_eta) * t.theta);
+                      sum_outer(grads[l], last(d_eta) * theta);
       s.weights[l] = w;
     }
     return o;

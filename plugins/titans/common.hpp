@@ -20,13 +20,19 @@
 // gradient is taken at the chunk-start weights M_{c}:
 //
 //   u_t = ∇_M l(M_{c}; x_t)                              c = the start of t's chunk
-//   S_t = η_t S_{t-1} - θ_t u_t                          surprise with momentum (eq. 10)
+//   θ'_t = θ_t min(1, g / ||u_t||)                       the surprise clamp (ours, below)
+//   S_t = η_t S_{t-1} - θ'_t u_t                         surprise with momentum (eq. 10)
 //   M_t = (1 - α_t) M_{t-1} + S_t                        forgetting gate (eq. 13)
 //   o_t = M_t(q_t)                                       retrieval, no update (eq. 15)
 //   y_t = W_O ((RMSNorm_head(o_t) ⊙ g) ⊙ σ(x~_t W_G))    per-head norm and output gate (§4.4)
 //
 // with M_0 the learned initial memory (parameters) and S_0 = 0. C = 1 is plain
-// online gradient descent with momentum and weight decay. u_t is written out
+// online gradient descent with momentum and weight decay. The clamp bounds each
+// token's step to θ_t g (g = inner_max_grad_norm, ||·|| the Frobenius norm over
+// all memory layers): unclamped, a trained two-layer memory whose keys share a
+// direction overshoots a chunk's summed step and grows doubly exponentially
+// (0.4 -> 1.2 -> 3.7 -> 1.5e4 -> 6e13 -> inf over five chunks of 16 tokens, seen
+// in MQAR at T 128); clamped, it grows at most linearly in T. u_t is written out
 // analytically (rank one per layer, below), so the outer training
 // differentiates through ordinary tensor ops.
 //
@@ -58,6 +64,7 @@ struct TitansConfig {
   int64_t chunk_size = 16;        // C
   double inner_lr = 0.1;          // the largest θ
   int64_t persistent_tokens = 0;  // N_p
+  double inner_max_grad_norm = 4.0;  // g: a token's surprise ||u_t|| above g is scaled down to g (0: off)
   bool update_at_inference = true;
   double norm_eps = 1e-6;
 
@@ -88,6 +95,12 @@ struct TitansConfig {
     cfg.inner_lr = c.get<double>("inner_lr", 0.1);
     if (!(cfg.inner_lr > 0.0 && cfg.inner_lr <= 1.0))
       throw config_error("inner_lr", "must be in (0, 1] (the largest inner step θ), got " + std::to_string(cfg.inner_lr));
+    // 4 = twice the surprise of a memory that knows nothing (||2 e ⊗ k|| = 2 with
+    // ||v|| = ||k|| = 1), so a healthy memory is never clamped.
+    cfg.inner_max_grad_norm = c.get<double>("inner_max_grad_norm", 4.0);
+    if (!(cfg.inner_max_grad_norm >= 0.0 && std::isfinite(cfg.inner_max_grad_norm)))
+      throw config_error("inner_max_grad_norm", "must be a finite number >= 0 (0: no clamp), got " +
+                                                    std::to_string(cfg.inner_max_grad_norm));
     cfg.persistent_tokens = c.get_int("persistent_tokens", 0, 0);
     if (cfg.persistent_tokens > 4096)
       throw config_error("persistent_tokens", "must be in [0, 4096], got " + std::to_string(cfg.persistent_tokens));
@@ -219,6 +232,17 @@ inline std::vector<RankOne> inner_gradient(const Weights& w, const Tensor& k, co
   auto a = torch::silu(h);
   auto de = 2 * (torch::matmul(a, w[1].transpose(-2, -1)) - v);
   return {{torch::matmul(de, w[1]) * silu_grad(h), k}, {de, a}};
+}
+
+// θ'_t = θ_t min(1, g / ||u_t||) (B, H, n) for a piece's gradients: the step
+// θ'_t u_t is never longer than θ_t g. Rank one per layer, ||o ⊗ z|| = ||o|| ||z||,
+// so ||u_t||² is a sum over layers of products of squared norms.
+inline Tensor clamped_theta(const TitansConfig& cfg, const std::vector<RankOne>& grads, const Tensor& theta) {
+  if (cfg.inner_max_grad_norm == 0.0) return theta;
+  auto squared = torch::zeros_like(theta);
+  for (const auto& g : grads) squared = squared + g.out.pow(2).sum(-1) * g.in.pow(2).sum(-1);
+  // The floor keeps a zero surprise (whose step is zero anyway) off rsqrt(0).
+  return theta * (cfg.inner_max_grad_norm * torch::rsqrt(squared.clamp_min(1e-30))).clamp_max(1.0);
 }
 
 }  // namespace mixlab::titans

@@ -88,7 +88,7 @@ class Titans : public Module {
     std::vector<torch::Tensor> outs;
     for (int64_t at = 0; at < tokens.size();) {
       const int64_t n = std::min(tokens.size() - at, cfg_.chunk_size - state.tokens % cfg_.chunk_size);
-      outs.push_back(Core::scan(state, tokens.slice(at, n)));
+      outs.push_back(Core::scan(cfg_, state, tokens.slice(at, n)));
       at += n;
       state.tokens += n;
       if (state.tokens % cfg_.chunk_size == 0) state.anchor = state.weights;
