@@ -241,8 +241,11 @@ inline Tensor clamped_theta(const TitansConfig& cfg, const std::vector<RankOne>&
   if (cfg.inner_max_grad_norm == 0.0) return theta;
   auto squared = torch::zeros_like(theta);
   for (const auto& g : grads) squared = squared + g.out.pow(2).sum(-1) * g.in.pow(2).sum(-1);
-  // The floor keeps a zero surprise (whose step is zero anyway) off rsqrt(0).
-  return theta * (cfg.inner_max_grad_norm * torch::rsqrt(squared.clamp_min(1e-30))).clamp_max(1.0);
+  // g / max(||u||, g), with ||u||² floored at g² rather than near 0: rsqrt's
+  // derivative there stays finite, so an unclamped token's zero gradient through
+  // the floor never meets an infinite one (0 · inf = NaN in the backward pass).
+  const double g = cfg.inner_max_grad_norm;
+  return theta * (g * torch::rsqrt(squared.clamp_min(g * g))).clamp_max(1.0);
 }
 
 }  // namespace mixlab::titans
