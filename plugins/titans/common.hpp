@@ -96,7 +96,7 @@ struct TitansConfig {
     if (!(cfg.inner_lr > 0.0 && cfg.inner_lr <= 1.0))
       throw config_error("inner_lr", "must be in (0, 1] (the largest inner step θ), got " + std::to_string(cfg.inner_lr));
     // 4 = twice the surprise of a memory that knows nothing (||2 e ⊗ k|| = 2 with
-    // ||v|| = ||k|| = 1), so a healthy memory is never clamped.
+    // ||v|| = ||k|| = 1): the clamp cuts outliers, not the typical token.
     cfg.inner_max_grad_norm = c.get<double>("inner_max_grad_norm", 4.0);
     if (!(cfg.inner_max_grad_norm >= 0.0 && std::isfinite(cfg.inner_max_grad_norm)))
       throw config_error("inner_max_grad_norm", "must be a finite number >= 0 (0: no clamp), got " +
