@@ -84,7 +84,7 @@ Rebuild rebuild(const TitansConfig& c, const Tensor& x, const Params& p, bool up
         for (const auto& w : anchor) at.push_back(w.requires_grad() ? w : w.detach().requires_grad_(true));
         auto loss = (memory_apply(at, k.select(1, t)) - v.select(1, t)).pow(2).sum();
         auto u = torch::autograd::grad({loss}, at, {}, /*retain_graph=*/true, /*create_graph=*/true);
-        // The surprise clamp: the step θ u is never longer than θ g.
+        // The surprise clamp: the step θ u is never longer than θ ρ.
         auto step = theta.select(1, t);  // (B)
         if (c.inner_max_grad_norm > 0) {
           auto squared = torch::zeros({B}, x.options());
@@ -282,8 +282,8 @@ CheckResult frozen_memory_differs_from_learning(uint64_t seed) {
 // unclamped update overflows: a grown two-layer memory (M_0 x 4), full inner
 // step, momentum σ(4) ≈ 0.98, no forgetting, and every token the same (so all
 // of a chunk's gradients add up in one direction), T = 256 in chunks of 16, in
-// float32 as in training. Clamped, ||M_T|| <= ||M_0|| + inner_lr g T (T + 1) / 2
-// (each token adds at most θ g to S, and S adds to M), and the output and every
+// float32 as in training. Clamped, ||M_T|| <= ||M_0|| + inner_lr ρ T (T + 1) / 2
+// (each token adds at most θ ρ to S, and S adds to M), and the output and every
 // gradient are finite; unclamped, the same input is not finite.
 CheckResult clamp_keeps_memory_bounded(uint64_t seed) {
   const int64_t T = 256;
@@ -298,7 +298,7 @@ CheckResult clamp_keeps_memory_bounded(uint64_t seed) {
   auto x = normal({1, 1, kDModel}, torch::kFloat32, seed + 1).expand({kBatch, T, kDModel}).contiguous();
 
   auto clamped = make<Chunked>(base + "}");
-  const double g = clamped.config().inner_max_grad_norm;
+  const double rho = clamped.config().inner_max_grad_norm;
   auto params = mt::make_params(clamped, torch::kFloat32, seed);
   {
     torch::NoGradGuard no_grad;
@@ -316,9 +316,9 @@ CheckResult clamp_keeps_memory_bounded(uint64_t seed) {
     for (const auto& w : s.weights) squared += w.to(torch::kFloat64).pow(2).sum({1, 2, 3});
     mt_norm = squared.sqrt().max().item<double>();
   }
-  const double bound = m0 + clamped.config().inner_lr * g * static_cast<double>(T * (T + 1)) / 2.0;
+  const double bound = m0 + clamped.config().inner_lr * rho * static_cast<double>(T * (T + 1)) / 2.0;
   CheckResult bounded{std::isfinite(mt_norm) && mt_norm <= bound, mt_norm, bound,
-                      "clamped ||M_T|| " + std::to_string(mt_norm) + " vs bound ||M_0|| + inner_lr g T (T + 1) / 2 = " +
+                      "clamped ||M_T|| " + std::to_string(mt_norm) + " vs bound ||M_0|| + inner_lr rho T (T + 1) / 2 = " +
                           std::to_string(bound)};
 
   auto finite = [&](const Module& m) {

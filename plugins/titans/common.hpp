@@ -20,7 +20,7 @@
 // gradient is taken at the chunk-start weights M_{c}:
 //
 //   u_t = ∇_M l(M_{c}; x_t)                              c = the start of t's chunk
-//   θ'_t = θ_t min(1, g / ||u_t||)                       the surprise clamp (ours, below)
+//   θ'_t = θ_t min(1, ρ / ||u_t||)                       the surprise clamp (ours, below)
 //   S_t = η_t S_{t-1} - θ'_t u_t                         surprise with momentum (eq. 10)
 //   M_t = (1 - α_t) M_{t-1} + S_t                        forgetting gate (eq. 13)
 //   o_t = M_t(q_t)                                       retrieval, no update (eq. 15)
@@ -28,7 +28,7 @@
 //
 // with M_0 the learned initial memory (parameters) and S_0 = 0. C = 1 is plain
 // online gradient descent with momentum and weight decay. The clamp bounds each
-// token's step to θ_t g (g = inner_max_grad_norm, ||·|| the Frobenius norm over
+// token's step to θ_t ρ (ρ = inner_max_grad_norm, ||·|| the Frobenius norm over
 // all memory layers): unclamped, a trained two-layer memory whose keys share a
 // direction overshoots a chunk's summed step and grows doubly exponentially
 // (0.4 -> 1.2 -> 3.7 -> 1.5e4 -> 6e13 -> inf over five chunks of 16 tokens, seen
@@ -64,7 +64,7 @@ struct TitansConfig {
   int64_t chunk_size = 16;        // C
   double inner_lr = 0.1;          // the largest θ
   int64_t persistent_tokens = 0;  // N_p
-  double inner_max_grad_norm = 4.0;  // g: a token's surprise ||u_t|| above g is scaled down to g (0: off)
+  double inner_max_grad_norm = 4.0;  // ρ: a token's surprise ||u_t|| above ρ is scaled down to ρ (0: off)
   bool update_at_inference = true;
   double norm_eps = 1e-6;
 
@@ -234,18 +234,18 @@ inline std::vector<RankOne> inner_gradient(const Weights& w, const Tensor& k, co
   return {{torch::matmul(de, w[1]) * silu_grad(h), k}, {de, a}};
 }
 
-// θ'_t = θ_t min(1, g / ||u_t||) (B, H, n) for a piece's gradients: the step
-// θ'_t u_t is never longer than θ_t g. Rank one per layer, ||o ⊗ z|| = ||o|| ||z||,
+// θ'_t = θ_t min(1, ρ / ||u_t||) (B, H, n) for a piece's gradients: the step
+// θ'_t u_t is never longer than θ_t ρ. Rank one per layer, ||o ⊗ z|| = ||o|| ||z||,
 // so ||u_t||² is a sum over layers of products of squared norms.
 inline Tensor clamped_theta(const TitansConfig& cfg, const std::vector<RankOne>& grads, const Tensor& theta) {
   if (cfg.inner_max_grad_norm == 0.0) return theta;
   auto squared = torch::zeros_like(theta);
-  for (const auto& g : grads) squared = squared + g.out.pow(2).sum(-1) * g.in.pow(2).sum(-1);
-  // g / max(||u||, g), with ||u||² floored at g² rather than near 0: rsqrt's
+  for (const auto& r : grads) squared = squared + r.out.pow(2).sum(-1) * r.in.pow(2).sum(-1);
+  // ρ / max(||u||, ρ), with ||u||² floored at ρ² rather than near 0: rsqrt's
   // derivative there stays finite, so an unclamped token's zero gradient through
   // the floor never meets an infinite one (0 · inf = NaN in the backward pass).
-  const double g = cfg.inner_max_grad_norm;
-  return theta * (g * torch::rsqrt(squared.clamp_min(g * g))).clamp_max(1.0);
+  const double rho = cfg.inner_max_grad_norm;
+  return theta * (rho * torch::rsqrt(squared.clamp_min(rho * rho))).clamp_max(1.0);
 }
 
 }  // namespace mixlab::titans
