@@ -2,14 +2,15 @@
 // initialised models without training, and multi-seed comparisons.
 #include "cli/commands.hpp"
 #include "cli/option_checks.hpp"
-#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "experiment/presets.hpp"
 #include "launch/run_supervisor.hpp"
+#include "model/explain.hpp"
 #include "runtime/registry.hpp"
 #include "train/comparison.hpp"
 #include "train/compile_model.hpp"
 #include "train/probe.hpp"
+#include "util/human_units.hpp"
 
 #include <iostream>
 

@@ -13,6 +13,7 @@
 #include "data/text_source.hpp"
 #include "data/token_shard.hpp"
 #include "util/atomic_file.hpp"
+#include "util/human_units.hpp"
 #include "util/log.hpp"
 #include "util/sha256.hpp"
 
@@ -49,19 +50,6 @@ std::vector<uint32_t> token_classes(const std::vector<TokenSpan>& tokens, const 
     }
   }
   return classes;
-}
-
-std::string human_count(int64_t n) {
-  std::ostringstream out;
-  out.precision(3);
-  if (n >= 1'000'000) {
-    out << static_cast<double>(n) / 1e6 << "M";
-  } else if (n >= 10'000) {
-    out << static_cast<double>(n) / 1e3 << "k";
-  } else {
-    out << n;
-  }
-  return out.str();
 }
 
 class TextDataset final : public Dataset {

@@ -1,7 +1,7 @@
 #include "experiment/memory_estimate.hpp"
 
-#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
+#include "util/human_units.hpp"
 #include "util/system_info.hpp"
 
 #include <sstream>

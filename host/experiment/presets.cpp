@@ -1,8 +1,7 @@
 #include "experiment/presets.hpp"
 
-#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
-#include "runtime/registry.hpp"
+#include "util/human_units.hpp"
 
 #include <algorithm>
 #include <array>
@@ -123,13 +122,6 @@ PresetFile find_preset(const std::vector<std::filesystem::path>& folders, const 
   std::string known;
   for (const auto& p : presets) known += (known.empty() ? "" : ", ") + p.name;
   throw std::runtime_error("no preset named \"" + name + "\"; known: " + (known.empty() ? "(none found)" : known));
-}
-
-nlohmann::json explain_preset(const PresetFile& preset) {
-  Registry registry = experiment_registry(preset.config);
-  auto problems = check_plugins(preset.config, registry);
-  if (!problems.empty()) throw ExperimentError(problems);
-  return explain_report(preset.config, registry);
 }
 
 nlohmann::json summarize_preset(const PresetFile& preset, const nlohmann::json& report) {

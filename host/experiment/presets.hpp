@@ -31,12 +31,9 @@ std::vector<PresetFile> find_presets(const std::vector<std::filesystem::path>& f
 // The preset called `name` (job.name or file stem); throws with the known names when absent.
 PresetFile find_preset(const std::vector<std::filesystem::path>& folders, const std::string& name);
 
-// `host explain`'s report of the preset (its plugins checked first).
-nlohmann::json explain_preset(const PresetFile& preset);
-
 // name, level, file, description, references, layers, layout ("hyena x8 > mamba x12"),
 // mixers ({"attention": 8, "attention (window)": 24}), moe ("8 experts top-2 on 8/32 layers"
-// or "none"), and from `explain` (explain_preset's report) params_total, params_active,
+// or "none"), and from `explain` (model/explain.hpp's explain_preset) params_total, params_active,
 // train_flops_per_token, decode_state_bytes_bf16_at_max_seq_len, target_params_deviation.
 nlohmann::json summarize_preset(const PresetFile& preset, const nlohmann::json& explain);
 

@@ -1,10 +1,10 @@
 #include "train/comparison.hpp"
 
-#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "train/run_folder.hpp"
 #include "train/trainer.hpp"
 #include "util/atomic_file.hpp"
+#include "util/human_units.hpp"
 #include "util/system_info.hpp"
 
 #include <cmath>

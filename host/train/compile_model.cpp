@@ -1,7 +1,7 @@
 #include "train/compile_model.hpp"
 
-#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
+#include "model/explain.hpp"
 #include "model/model.hpp"
 #include "model/safetensors.hpp"
 #include "runtime/registry.hpp"

@@ -4,27 +4,27 @@
 #include "data/batch.hpp"
 #include "data/dataset.hpp"
 #include "experiment/experiment_data.hpp"
-#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "experiment/memory_estimate.hpp"
+#include "model/explain.hpp"
+#include "model/generation.hpp"
 #include "model/model.hpp"
+#include "model/readout.hpp"
 #include "runtime/registry.hpp"
 #include "train/checkpoint.hpp"
 #include "train/data_parallel.hpp"
 #include "train/evaluate.hpp"
 #include "train/fused_adamw.hpp"
-#include "train/optimizer.hpp"
 #include "train/lm_head_loss.hpp"
-#include "train/mtp_loss.hpp"
-#include "model/generation.hpp"
-#include "model/readout.hpp"
 #include "train/lr_schedule.hpp"
 #include "train/metrics_log.hpp"
-#include "train/trained_run.hpp"
+#include "train/mtp_loss.hpp"
+#include "train/optimizer.hpp"
 #include "train/plot.hpp"
 #include "train/random_draws.hpp"
 #include "train/run_folder.hpp"
 #include "train/step_profiler.hpp"
+#include "train/trained_run.hpp"
 #include "train/trained_run.hpp"
 #include "util/atomic_file.hpp"
 #include "util/fault_point.hpp"
@@ -386,8 +386,10 @@ int run_experiment(const RunOptions& options) {
       last_stats[name] = mean.to(torch::kFloat32);
       next += static_cast<size_t>(sum.numel());
     }
+    // "nan", "inf" or "-inf" ("nan" whatever its sign bit: -nan says nothing more).
+    auto number_text = [](double x) { return std::isnan(x) ? std::string("nan") : std::to_string(x); };
     if (!std::isfinite(step_loss)) {
-      failure = "the training loss became " + std::to_string(step_loss) + " at step " + std::to_string(state.step) +
+      failure = "the training loss became " + number_text(step_loss) + " at step " + std::to_string(state.step) +
                 "; stopped (the last good checkpoint is kept; try a lower optimizer.lr or training.max_norm)";
       exit_code = 3;
       break;
@@ -395,6 +397,17 @@ int run_experiment(const RunOptions& options) {
     std::vector<torch::Tensor> all = model_tensors(model);
     const double max_norm = c.max_norm > 0 ? c.max_norm : 1e30;
     double grad_norm = c.fused ? clip_grad_norm_multi_tensor(all, max_norm) : torch::nn::utils::clip_grad_norm_(all, max_norm);
+    // A finite loss can still have a non-finite gradient (a derivative that is not defined where its
+    // function is): stop before the optimizer writes it into the weights. The norm is of the gradients
+    // averaged over ranks, so every rank stops here together.
+    if (!std::isfinite(grad_norm)) {
+      failure = "the gradient norm became " + number_text(grad_norm) + " at step " + std::to_string(state.step) +
+                " (the loss was " + std::to_string(step_loss) +
+                "); stopped before the optimizer step (the last good checkpoint is kept; a plugin's backward may "
+                "be at fault: `host conformance` checks each plugin's gradients)";
+      exit_code = 3;
+      break;
+    }
     fault_point(kFaultMidStep, state.step + 1);
     if (c.fused) fused_adamw_step(optimizer);
     else optimizer.step();

@@ -5,7 +5,10 @@
 //   "hang" (never returns), or
 //   "sigterm_parent", "sighup_parent": sends the signal to its parent (the
 //   `host run` supervisor, as a scheduler or a closed terminal would) and
-//   goes on.
+//   goes on,
+//   "nan_gradient": returns its usual, finite y plus sqrt(0 · x), which is 0
+//   forward and NaN backward (0 · ∞), as a derivative undefined where its
+//   function is defined would be.
 // With step = -1 the fault happens when the worker creates the model (set-up;
 // only in a supervised worker, recognised by its heartbeat variable, not in
 // the supervisor's own plugin check).
@@ -27,14 +30,18 @@ class FaultAtStep : public mixlab::test::PrefixMean {
       : PrefixMean(args),
         step_(args.config.get<int64_t>("step", 0)),
         fault_(args.config.get<std::string>("fault", "segfault")) {
-    static const char* faults[] = {"segfault", "abort", "kill", "hang", "sigterm_parent", "sighup_parent"};
+    static const char* faults[] = {"segfault", "abort", "kill", "hang", "sigterm_parent", "sighup_parent", "nan_gradient"};
     if (std::none_of(std::begin(faults), std::end(faults), [&](const char* f) { return fault_ == f; }))
-      throw mixlab::config_error("fault", "must be segfault, abort, kill, hang, sigterm_parent or sighup_parent");
+      throw mixlab::config_error("fault",
+                                 "must be segfault, abort, kill, hang, sigterm_parent, sighup_parent or nan_gradient");
     if (step_ < 0 && std::getenv("MIXLAB_HEARTBEAT_FD")) fault();
   }
   mixlab::Output forward(const torch::Tensor& x, const mixlab::Params& p, const mixlab::Call& c) const override {
-    if (c.training && calls_++ == step_) fault();
-    return PrefixMean::forward(x, p, c);
+    auto out = PrefixMean::forward(x, p, c);
+    if (!(c.training && calls_++ == step_)) return out;
+    if (fault_ == "nan_gradient") return {out.y + torch::sqrt(x * 0.0)};
+    fault();
+    return out;
   }
 
  private:

@@ -5,13 +5,13 @@
 // depth gating is causal and its decode equals the forward; explain counts what
 // the model allocates and the FLOPs at capacity; bad depth_gating values are
 // refused with their line.
-#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "host_test_helpers.hpp"
+#include "model/depth_gating.hpp"
+#include "model/explain.hpp"
+#include "model/model.hpp"
 #include "model_reference_check.hpp"
 #include "refusal_check.hpp"
-#include "model/depth_gating.hpp"
-#include "model/model.hpp"
 #include "runtime/registry.hpp"
 
 #include <doctest/doctest.h>

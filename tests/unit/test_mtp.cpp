@@ -4,9 +4,9 @@
 // fused and reference host paths, ignored targets); a run logs the per-depth losses,
 // checkpoints the modules and resumes to the same weights; explain counts them apart.
 // Registered in `unit`.
-#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "host_test_helpers.hpp"
+#include "model/explain.hpp"
 #include "model/mtp_head.hpp"
 #include "model/safetensors.hpp"
 #include "model_reference_check.hpp"

@@ -6,13 +6,13 @@
 // allocates and the merge's FLOPs; bad streams are refused with their line; the
 // small experiment trains and generates through decode steps.
 #include "decode_run_check.hpp"
-#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "host_test_helpers.hpp"
-#include "model_reference_check.hpp"
-#include "refusal_check.hpp"
+#include "model/explain.hpp"
 #include "model/model.hpp"
 #include "model/parallel_streams.hpp"
+#include "model_reference_check.hpp"
+#include "refusal_check.hpp"
 #include "runtime/registry.hpp"
 
 #include <doctest/doctest.h>

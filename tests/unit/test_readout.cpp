@@ -5,9 +5,9 @@
 // beats the unigram baseline; and the refusals: a bad readout, compression
 // without it, it without compression, generate and export of such a model.
 // Registered in `unit`.
-#include "experiment/explain.hpp"
 #include "experiment/loader.hpp"
 #include "host_test_helpers.hpp"
+#include "model/explain.hpp"
 #include "model/readout.hpp"
 #include "model_reference_check.hpp"
 #include "refusal_check.hpp"

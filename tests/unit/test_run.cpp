@@ -111,6 +111,28 @@ TEST_CASE("run: a non-finite loss stops with exit code 3 and a failed manifest")
   CHECK_FALSE(std::filesystem::exists(dir / "checkpoints" / "step-00000000"));
 }
 
+TEST_CASE("run: a non-finite gradient under a finite loss stops before the optimizer step, weights kept clean") {
+  // fault_at_step's nan_gradient: at step 3 the mixer's y is finite but its backward is NaN.
+  auto dir = scratch("nan-gradient");
+  auto r = host("run " + tiny() + " --output-dir " + dir.string() +
+                " --set model.templates.block.mixer.plugin=fault_at_step"
+                " --set model.templates.block.mixer.fault=nan_gradient --set model.templates.block.mixer.step=3"
+                " --set training.steps=6 --set checkpoint.every=1 --set validation.every=0" +
+                cache_args());
+  INFO(r.output);
+  CHECK(r.exit_code == 3);
+  CHECK(r.output.find("the gradient norm became nan at step 3 (the loss was ") != std::string::npos);
+  CHECK(r.output.find("the training loss became") == std::string::npos);
+  auto m = read_json(dir / "manifest.json");
+  CHECK(m["status"] == "failed");
+  CHECK(m["error"].get<std::string>().find("stopped before the optimizer step") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoints" / "step-00000004"));
+  const auto last = dir / "checkpoints" / "step-00000003";
+  REQUIRE(std::filesystem::exists(last / "DONE"));
+  for (const auto& [name, tensor] : mixlab::load_safetensors(last / "model.safetensors").tensors)
+    CHECK_MESSAGE(torch::isfinite(tensor).all().item<bool>(), name);
+}
+
 TEST_CASE("safetensors: files round-trip and the Python safetensors package reads them") {
   auto dir = scratch("st");
   std::filesystem::create_directories(dir);

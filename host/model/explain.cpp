@@ -1,12 +1,16 @@
-#include "experiment/explain.hpp"
+#include "model/explain.hpp"
 
 #include "data/probe_dataset.hpp"
 #include "experiment/experiment_data.hpp"
+#include "experiment/loader.hpp"
 #include "experiment/memory_estimate.hpp"
+#include "experiment/presets.hpp"
 #include "model/model.hpp"
 #include "model/mtp_head.hpp"
 #include "model/parallel_streams.hpp"
 #include "model/readout.hpp"
+#include "runtime/registry.hpp"
+#include "util/human_units.hpp"
 
 #include <algorithm>
 #include <iomanip>
@@ -16,25 +20,7 @@
 
 namespace mixlab {
 
-std::string human_count(double n) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(n >= 1e9 ? 2 : 1);
-  if (n >= 1e9) s << n / 1e9 << "B";
-  else if (n >= 1e6) s << n / 1e6 << "M";
-  else if (n >= 1e3) s << n / 1e3 << "K";
-  else s << std::setprecision(0) << n;
-  return s.str();
-}
-
-std::string human_bytes(double n) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(1);
-  if (n >= 1e9) s << n / 1e9 << " GB";
-  else if (n >= 1e6) s << n / 1e6 << " MB";
-  else if (n >= 1e3) s << n / 1e3 << " KB";
-  else s << std::setprecision(0) << n << " B";
-  return s.str();
-}
+namespace {
 
 // The vocabulary size an experiment will have, without training a tokenizer.
 int64_t planned_vocab_size(const ExperimentConfig& c) {
@@ -44,8 +30,6 @@ int64_t planned_vocab_size(const ExperimentConfig& c) {
   }
   return 256;
 }
-
-namespace {
 
 // A mixer that names its same-shape standard attention (ABI 1.2) gets its cache
 // per token compared with it: multi-head attention keeps `attention_heads` kv
@@ -225,6 +209,13 @@ void print_explain(const ExperimentConfig& config, const nlohmann::json& r) {
     std::cout << "target parameters: " << human_count(static_cast<double>(config.job.target_params)) << " ("
               << std::showpos << std::fixed << std::setprecision(1) << 100.0 * r["target_params_deviation"].get<double>()
               << std::noshowpos << "%)\n";
+}
+
+nlohmann::json explain_preset(const PresetFile& preset) {
+  Registry registry = experiment_registry(preset.config);
+  auto problems = check_plugins(preset.config, registry);
+  if (!problems.empty()) throw ExperimentError(problems);
+  return explain_report(preset.config, registry);
 }
 
 }  // namespace mixlab

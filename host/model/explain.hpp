@@ -4,6 +4,7 @@
 #pragma once
 
 #include "experiment/config.hpp"
+#include "experiment/presets.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -13,15 +14,10 @@ namespace mixlab {
 
 class Registry;
 
-// "1.2M", "3.40B": parameter and byte counts for people.
-std::string human_count(double n);
-// "1.6 GB", "262.1 KB": byte counts.
-std::string human_bytes(double n);
-
-// The vocabulary size the experiment will have, without training a tokenizer.
-int64_t planned_vocab_size(const ExperimentConfig& config);
-
 nlohmann::json explain_report(const ExperimentConfig& config, const Registry& registry);
 void print_explain(const ExperimentConfig& config, const nlohmann::json& report);
+
+// `host explain`'s report of a preset (its plugins checked first).
+nlohmann::json explain_preset(const PresetFile& preset);
 
 }  // namespace mixlab
