@@ -8,17 +8,19 @@
 # medians. Speed is measured from step 2 to the last step (metrics.jsonl), so start-up, the
 # first step and the final validation are excluded. From rank 0's manifest: seconds with an
 # all-reduce in flight, the part of them before backward ended (hidden), and the seconds the
-# step waited after backward (exposed), each as a share of rank 0's training time.
-# Usage: bench/bench_distributed.sh [BUILD_DIR] [ROUNDS] [STEPS] [BUCKET_MIB]
+# step waited after backward (exposed), each as a share of rank 0's training time. BATCH is the
+# batch per rank (distributed.toml's 4 by default): a larger one does more compute per all-reduce.
+# Usage: bench/bench_distributed.sh [BUILD_DIR] [ROUNDS] [STEPS] [BUCKET_MIB] [BATCH]
 set -euo pipefail
 build=${1:-build}
 rounds=${2:-3}
 steps=${3:-8}
 bucket=${4:-25}
+batch=${5:-4}
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-sets="--set training.steps=$steps --set data.cache_dir=$out/cache --set training.bucket_mib=$bucket"
+sets="--set training.steps=$steps --set data.cache_dir=$out/cache --set training.bucket_mib=$bucket --set training.batch_size=$batch"
 
 for round in $(seq "$rounds"); do
   # OMP_NUM_THREADS=1 as torchrun sets it for the ranks: without it the one process's OpenMP
@@ -40,9 +42,9 @@ for round in $(seq "$rounds"); do
   echo "round $round of $rounds done" >&2
 done
 
-python3 - "$out" "$rounds" <<'PY'
+python3 - "$out" "$rounds" "$batch" <<'PY'
 import json, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
+out, rounds, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def measure_one(run):
     lines = [json.loads(l) for l in open(f"{out}/{run}/metrics.jsonl") if "train/loss" in l]
     return (lines[-1]["tokens"] - lines[0]["tokens"]) / (lines[-1]["time_s"] - lines[0]["time_s"])
@@ -73,6 +75,6 @@ for mode in ("overlap", "after_backward"):
     hidden = t["hidden"] / t["allreduce"] if t["allreduce"] else 0
     print(f"| 2 processes x 1 thread, {mode} | {t['tok_s']:.0f} | {t['tok_s'] / one['tok_s']:.2f}x | "
           f"{100 * t['allreduce']:.1f}% ({t['ms']:.0f} ms/step) | {100 * hidden:.0f}% | {100 * t['exposed']:.1f}% |")
-print(f"\n{one['params']} parameters, bucket {t['bucket']} MiB, {t['buckets']} buckets per step; shares are of rank 0's "
-      "training time")
+print(f"\n{one['params']} parameters, batch {batch} per rank, bucket {t['bucket']} MiB, {t['buckets']} buckets per step; "
+      "shares are of rank 0's training time")
 PY
