@@ -1,6 +1,6 @@
 #include "analysis/routing_analysis.hpp"
 
-#include "analysis/expert_load.hpp"
+#include "model/expert_load.hpp"
 #include "train/plot.hpp"
 #include "train/trained_run.hpp"
 #include "util/atomic_file.hpp"

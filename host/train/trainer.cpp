@@ -1,11 +1,11 @@
 #include "train/trainer.hpp"
 
-#include "analysis/expert_load.hpp"
 #include "data/batch.hpp"
 #include "data/dataset.hpp"
 #include "experiment/experiment_data.hpp"
 #include "experiment/loader.hpp"
 #include "experiment/memory_estimate.hpp"
+#include "model/expert_load.hpp"
 #include "model/explain.hpp"
 #include "model/generation.hpp"
 #include "model/model.hpp"

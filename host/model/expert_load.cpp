@@ -1,4 +1,4 @@
-#include "analysis/expert_load.hpp"
+#include "model/expert_load.hpp"
 
 namespace mixlab {
 
