@@ -4,7 +4,6 @@
 #pragma once
 
 #include "experiment/config.hpp"
-#include "experiment/presets.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +12,7 @@
 namespace mixlab {
 
 class Registry;
+struct PresetFile;
 
 nlohmann::json explain_report(const ExperimentConfig& config, const Registry& registry);
 void print_explain(const ExperimentConfig& config, const nlohmann::json& report);

@@ -25,7 +25,6 @@
 #include "train/run_folder.hpp"
 #include "train/step_profiler.hpp"
 #include "train/trained_run.hpp"
-#include "train/trained_run.hpp"
 #include "util/atomic_file.hpp"
 #include "util/fault_point.hpp"
 #include "util/heartbeat.hpp"
