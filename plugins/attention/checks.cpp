@@ -9,6 +9,8 @@
 
 #include <mixlab/testing.hpp>
 
+#include <functional>
+
 namespace mixlab::attention {
 namespace {
 
@@ -196,6 +198,67 @@ CheckResult fused_kernels_equal_reference(uint64_t seed) {
   return mt::all_of(results);
 }
 
+// Causal bfloat16 `sdpa` on the CPU with kernels = "fused" takes flash_float32_backward.hpp's
+// float32 backward. The function alone: its gradients of q, k, v against a float64 softmax
+// attention, relative RMS at 1e-2 (bfloat16: unit roundoff 3.9e-3), LibTorch's own bfloat16
+// backward held to the same bound beside it. The whole layer, fused and reference kernels: y and
+// the gradients of x and every parameter against `reference` in float64, at 5e-2 (each weight's
+// gradient sums B T bfloat16 products; the reference kernels measure 2.6e-2).
+CheckResult sdpa_bfloat16_float32_backward(uint64_t seed) {
+  const int64_t T = 45;
+  const double scale = 0.3;
+  std::vector<CheckResult> results;
+  std::vector<Tensor> qkv;
+  for (uint64_t i = 0; i < 3; ++i) qkv.push_back(normal({kBatch, 4, T, 16}, torch::kBFloat16, seed + i));
+  auto g = normal({kBatch, 4, T, 16}, torch::kBFloat16, seed + 3);
+  results.push_back(mt::expect_close("the float32 backward applies to bfloat16 on the CPU (1: it does not)",
+                                     CausalFlashFloat32Backward::applies(qkv[0]) ? 0.0 : 1.0, 0.0));
+  auto gradients = [&](const std::function<Tensor(const std::vector<Tensor>&)>& attend, torch::ScalarType dtype) {
+    std::vector<Tensor> in;
+    for (const auto& t : qkv) in.push_back(t.to(dtype, false, /*copy=*/true).requires_grad_(true));
+    (attend(in) * g.to(dtype)).sum().backward();
+    return std::vector<Tensor>{in[0].grad(), in[1].grad(), in[2].grad()};
+  };
+  auto want = gradients(
+      [&](const std::vector<Tensor>& in) {
+        auto scores = torch::matmul(in[0], in[1].transpose(-1, -2)) * scale;
+        auto hidden = torch::ones({T, T}, torch::kBool).triu(1);
+        return torch::matmul(scores.masked_fill(hidden, -INFINITY).softmax(-1), in[2]);
+      },
+      torch::kFloat64);
+  auto fused = gradients(
+      [&](const std::vector<Tensor>& in) { return CausalFlashFloat32Backward::apply(in[0], in[1], in[2], scale); },
+      torch::kBFloat16);
+  auto stock = gradients(
+      [&](const std::vector<Tensor>& in) {
+        return torch::scaled_dot_product_attention(in[0], in[1], in[2], {}, 0.0, true, scale);
+      },
+      torch::kBFloat16);
+  const char* names[] = {"dq", "dk", "dv"};
+  for (int i = 0; i < 3; ++i) {
+    results.push_back(mt::expect_close(std::string("float32 backward ") + names[i] + " relative RMS vs float64",
+                                       mt::relative_rms(fused[i].to(torch::kFloat64), want[i]), 1e-2));
+    results.push_back(mt::expect_close(std::string("LibTorch's bfloat16 backward ") + names[i] +
+                                           " relative RMS vs float64",
+                                       mt::relative_rms(stock[i].to(torch::kFloat64), want[i]), 1e-2));
+  }
+  for (const auto& [name, open] : std::vector<std::pair<std::string, std::string>>{
+           {"GQA partial rotary", kGqa}, {"MHA full rotary", R"({"n_heads": 4)"}}) {
+    auto with = [&open](const char* kernels) { return open + R"(, "kernels": ")" + kernels + R"("})"; };
+    auto reference = run<Reference>(with("reference"), torch::kFloat64, T, seed);
+    for (const char* kernels : {"fused", "reference"}) {
+      auto got = run<Sdpa>(with(kernels), torch::kBFloat16, T, seed);
+      double err = mt::relative_rms(got.y.to(torch::kFloat64), reference.y);
+      for (size_t i = 0; i < got.grads.size(); ++i)
+        err = std::max(err, mt::relative_rms(got.grads[i].to(torch::kFloat64), reference.grads[i]));
+      results.push_back(mt::expect_close(name + " layer, sdpa bfloat16 kernels " + kernels +
+                                             ": y and gradients, largest relative RMS vs float64",
+                                         err, 5e-2));
+    }
+  }
+  return mt::all_of(results);
+}
+
 // Linear scaling by f == positions / f (exact), and == HF's inv_freq / f for f = 2.
 CheckResult rope_linear_scaling(uint64_t seed) {
   const int64_t T = 20;
@@ -258,6 +321,7 @@ std::vector<Check> family_checks() {
       {"rope_shift_invariance", rope_shift_invariance},
       {"rope_linear_scaling", rope_linear_scaling},
       {"fused_kernels_equal_reference", fused_kernels_equal_reference},
+      {"sdpa_bfloat16_float32_backward", sdpa_bfloat16_float32_backward},
       {"decode_equals_forward_across_window",
        [](uint64_t s) {
          return mt::all_of({decode_across_window<Reference>("reference", s), decode_across_window<Flash>("flash", s),
