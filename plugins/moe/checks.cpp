@@ -399,6 +399,45 @@ CheckResult router_learns_through_probabilities(uint64_t seed) {
 }
 
 
+// Autocast has no rule for at::_grouped_mm, so `grouped` casts its operands itself (sparse.hpp).
+// Under bfloat16 autocast, float32 rows and experts give bit for bit what the same values rounded
+// to bfloat16 give without autocast: the output, the rows' gradient and each expert's gradient
+// (which autocast returns in float32). Multiplying in float32 instead, as before the cast, the
+// output differs from the bfloat16 one by about bfloat16's rounding, so the check would fail.
+CheckResult grouped_autocast_multiplies_in_bfloat16(uint64_t seed) {
+  auto cfg = MoeConfig::parse(testing::args(kDModel, 64, R"({"experts": 4, "top_k": 2, "expert_hidden": 48})"));
+  const std::vector<int64_t> counts{5, 0, 9, 6};
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto normal = [&gen](std::vector<int64_t> shape, double scale) {
+    return torch::empty(shape, torch::kFloat64).normal_(0.0, scale, gen).to(torch::kFloat32);
+  };
+  const int64_t h = cfg.expert_hidden, d = cfg.d_model;
+  const std::vector<Tensor> values{normal({20, d}, 1.0), normal({4, h, d}, 0.2), normal({4, h, d}, 0.2),
+                                   normal({4, d, h}, 0.2)};
+  auto upstream = normal({20, d}, 1.0);
+  // y and the gradients of <y, upstream> for the rows and the three expert stacks.
+  auto run = [&](torch::ScalarType dtype, bool autocast) {
+    std::vector<Tensor> in;
+    for (const auto& v : values) in.push_back(v.to(dtype, false, /*copy=*/true).requires_grad_(true));
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCPU, autocast);
+    auto y = GroupedGemm::run(in[0], counts, ExpertStack{in[1], in[2], in[3]}, cfg);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::clear_cache();
+    (y.to(torch::kFloat32) * upstream).sum().backward();
+    std::vector<Tensor> out{y.detach().to(torch::kFloat32)};
+    for (const auto& t : in) out.push_back(t.grad().to(torch::kFloat32));
+    return out;
+  };
+  auto autocast = run(torch::kFloat32, true), rounded = run(torch::kBFloat16, false);
+  const char* names[] = {"y", "grad rows", "grad w_in", "grad w_gate", "grad w_out"};
+  std::vector<CheckResult> results;
+  for (size_t i = 0; i < autocast.size(); ++i)
+    results.push_back(expect_close(std::string("grouped under bfloat16 autocast vs bfloat16 operands: ") + names[i],
+                                   scaled_max_error(autocast[i], rounded[i]), 0.0));
+  return all_of(results);
+}
+
 }  // namespace
 
 // Every check runs for every implementation it concerns (dense, loop, grouped,
@@ -411,6 +450,7 @@ std::vector<Check> family_checks() {
       {"moe_router_grad_through_p_not_f", router_learns_through_probabilities},
       {"moe_loop_matches_float64_dense", matches_float64_dense<MoeLoop>},
       {"moe_grouped_matches_float64_dense", matches_float64_dense<MoeGrouped>},
+      {"moe_grouped_autocast_multiplies_in_bfloat16", grouped_autocast_multiplies_in_bfloat16},
       {"moe_sparse_matches_float64_dense", matches_float64_dense<MoeSparse>},
       {"moe_dense_token_weights_match_routing", token_weights_match_routing<MoeDense>},
       {"moe_loop_token_weights_match_routing", token_weights_match_routing<MoeLoop>},

@@ -7,6 +7,8 @@
 
 #include "dispatch.hpp"
 
+#include <ATen/autocast_mode.h>
+
 #include <algorithm>
 
 namespace mixlab::moe {
@@ -49,10 +51,13 @@ struct ExpertLoop {
 // On CUDA it is one grouped kernel; on CPU LibTorch 2.15 runs it as a loop of mm
 // calls, but with one autograd node. It takes float32, bfloat16 and float16 rows
 // whose byte strides are multiples of 16; anything else (float64, the checks'
-// dtype; widths such as 44 in bfloat16) runs the loop instead.
+// dtype; widths such as 44 in bfloat16) runs the loop instead. Autocast has no
+// rule for it, so under autocast its operands are cast here as linear's would be
+// (the weights through autocast's per-step cache): without this the experts of a
+// bfloat16 run multiplied in float32 (bench/README.md).
 struct GroupedGemm {
   static ImplInfo info() {
-    auto i = detail::sparse_info("grouped", "1.0.0",
+    auto i = detail::sparse_info("grouped", "1.1.0",
                                  "mixture of experts: tokens sorted by expert, each projection one grouped matmul "
                                  "(at::_grouped_mm; float64 through the per-expert loop)");
     // What an experiment gets without impl = "...": nothing padded, so its work follows the routing
@@ -63,18 +68,22 @@ struct GroupedGemm {
   }
   static torch::Tensor run(const torch::Tensor& block, const std::vector<int64_t>& counts, const ExpertStack& e,
                            const MoeConfig& cfg) {
-    const int64_t bytes = block.element_size();
-    if (block.scalar_type() == torch::kFloat64 || cfg.d_model * bytes % 16 != 0 || cfg.expert_hidden * bytes % 16 != 0)
+    const auto device = block.device().type();
+    const bool autocast = at::autocast::is_autocast_enabled(device) && block.is_floating_point();
+    const auto dtype = autocast ? at::autocast::get_autocast_dtype(device) : block.scalar_type();
+    const int64_t bytes = c10::elementSize(dtype);
+    if (dtype == torch::kFloat64 || cfg.d_model * bytes % 16 != 0 || cfg.expert_hidden * bytes % 16 != 0)
       return ExpertLoop::run(block, counts, e, cfg);
+    auto operand = [&](const torch::Tensor& t) { return autocast ? at::autocast::cached_cast(dtype, t, device) : t; };
     std::vector<int32_t> ends;
     int64_t end = 0;
     for (int64_t c : counts) ends.push_back(static_cast<int32_t>(end += c));
     auto offs = torch::tensor(ends, torch::kInt32).to(block.device());
-    auto grouped = [&offs](const torch::Tensor& v, const torch::Tensor& w, const torch::Tensor&) {
-      return at::_grouped_mm(v, w.transpose(-1, -2), offs);
+    auto grouped = [&](const torch::Tensor& v, const torch::Tensor& w, const torch::Tensor&) {
+      return at::_grouped_mm(v, operand(w).transpose(-1, -2), offs);
     };
-    torch::Tensor none;
-    return ffn::apply_with(grouped, block, cfg.activation, e.w_in, none, e.w_gate, none, e.w_out, none);
+    torch::Tensor none;  // the rows cast once; the hidden activations come out in the cast dtype
+    return ffn::apply_with(grouped, operand(block), cfg.activation, e.w_in, none, e.w_gate, none, e.w_out, none);
   }
 };
 
