@@ -1,6 +1,7 @@
 // host: the mixlab command line.
 #include "cli/commands.hpp"
 #include "experiment/loader.hpp"
+#include "util/allocator.hpp"
 #include "util/error_message.hpp"
 
 #include <c10/util/Logging.h>
@@ -12,6 +13,7 @@ int main(int argc, char** argv) {
   // reported like any error; when this flag is set LibTorch aborts the process instead,
   // and in this binary it is found set before main runs.
   FLAGS_caffe2_use_fatal_for_enforce = false;
+  mixlab::keep_freed_memory();  // each step's freed activations kept for the next (util/allocator.hpp)
   CLI::App app{"mixlab host: compose, train, evaluate and compare language-model architectures from plugins"};
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the subcommand

@@ -25,6 +25,7 @@
 #include "train/run_folder.hpp"
 #include "train/step_profiler.hpp"
 #include "train/trained_run.hpp"
+#include "util/allocator.hpp"
 #include "util/atomic_file.hpp"
 #include "util/fault_point.hpp"
 #include "util/heartbeat.hpp"
@@ -273,7 +274,8 @@ int run_experiment(const RunOptions& options) {
       {"seed", config.job.seed},
       {"started_at", utc_now()},
       {"git", git_info()},
-      {"software", {{"libtorch", TORCH_VERSION}, {"aten_threads", at::get_num_threads()}, {"device", device.str()}}},
+      {"software", {{"libtorch", TORCH_VERSION}, {"aten_threads", at::get_num_threads()}, {"device", device.str()},
+                    {"malloc", allocator_settings()}}},
       {"host", {{"cpu", cpu_model()}, {"nproc", std::thread::hardware_concurrency()}}},
       {"model", {{"params_total", model.n_parameters()}, {"params_active", active_params}, {"train_flops_per_token", flops_per_token}}},
       {"plugins", facts["plugins"]},

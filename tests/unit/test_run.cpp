@@ -33,6 +33,8 @@ TEST_CASE("run: a tiny run learns, beats the unigram baseline and writes its art
   CHECK(m["plugins"][0]["sha256"].get<std::string>().size() == 64);
   CHECK(m["performance"]["matmul_gflops_measured"].get<double>() > 0);
   CHECK(m["performance"]["aten_threads"] == 2);
+  const std::string malloc = m["software"]["malloc"];  // util/allocator.hpp, unless the environment set glibc's own
+  CHECK((malloc.starts_with("glibc: mmap_threshold 32 MiB") || malloc.starts_with("glibc, set by the environment")));
   auto lines = read_jsonl(dir / "metrics.jsonl");
   REQUIRE(lines.size() > 3);
   CHECK(lines.front().contains("train/loss"));
