@@ -5,6 +5,7 @@
 #pragma once
 
 #include "block.hpp"
+#include "segsum_kernel.hpp"
 
 #include <limits>
 
@@ -27,10 +28,11 @@ inline torch::Tensor segsum(const torch::Tensor& a) {
 
 // The recurrence of ssd_recurrent in chunks of min(chunk_size, T). A length that
 // is not a multiple is padded with dt = 0: decay 1 (a = 0) and no input, so the
-// state passes the padding unchanged and S_T is the final state.
+// state passes the padding unchanged and S_T is the final state. fused_segsum: segsum_fused
+// (segsum_kernel.hpp) in place of the composed segsum, the same values.
 inline SsdResult ssd_chunked(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A,
                              const torch::Tensor& B, const torch::Tensor& C, const torch::Tensor& initial_state,
-                             int64_t chunk_size) {
+                             int64_t chunk_size, bool fused_segsum = true) {
   const int64_t b = x.size(0), T = x.size(1), h = x.size(2), p = x.size(3), g = B.size(2), r = h / g;
   const int64_t Q = std::min(chunk_size, T), n_chunks = (T + Q - 1) / Q, pad = n_chunks * Q - T;
   // (b, T, ...) -> (b, n_chunks, Q, ...), zero-padded at the end.
@@ -48,7 +50,7 @@ inline SsdResult ssd_chunked(const torch::Tensor& x, const torch::Tensor& dt, co
   auto B_c = chunks(B), C_c = chunks(C);                          // (b, c, l, g, n)
   auto a = chunks(dt * A).permute({0, 1, 3, 2});                  // (b, c, h, l)
   auto a_cum = a.cumsum(-1);
-  auto decay = torch::exp(segsum(a)).unflatten(2, {g, r});  // (b, c, g, r, l, s): exp(a_{s+1..l}), 0 for s > l
+  auto decay = torch::exp(fused_segsum ? segsum_fused(a) : segsum(a)).unflatten(2, {g, r});  // (b, c, g, r, l, s): exp(a_{s+1..l}), 0 for s > l
 
   // 1. Within each chunk: y_l = sum_{s <= l} (C_l . B_s) exp(a_{s+1..l}) dt_s x_s.
   auto scores = torch::einsum("bclgn,bcsgn->bcgls", {C_c, B_c}).unsqueeze(3) * decay;
@@ -88,7 +90,7 @@ class MambaChunked final : public Mamba2Block {
 
   SsdResult ssd(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A, const torch::Tensor& B,
                 const torch::Tensor& C, const torch::Tensor& initial_state) const override {
-    return ssd_chunked(x, dt, A, B, C, initial_state, config().chunk_size);
+    return ssd_chunked(x, dt, A, B, C, initial_state, config().chunk_size, config().fused_kernels);
   }
 
   // Per token with Q = min(chunk_size, T): scores C.B over Q positions (per group), the

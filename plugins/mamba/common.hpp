@@ -20,6 +20,7 @@ struct MambaConfig {
   int64_t d_conv = 4;      // width of the causal depthwise convolution
   int64_t chunk_size = 64; // Q of the chunked algorithm (mamba_ssm: 256)
   double dt_min = 1e-3, dt_max = 1e-1, dt_init_floor = 1e-4;
+  bool fused_kernels = true;  // chunked's segment sum by segsum_kernel.hpp; false: the composed reference (A/B)
 
   int64_t d_inner() const { return expand * d_model; }
   int64_t n_heads() const { return d_inner() / headdim; }
@@ -39,6 +40,7 @@ struct MambaConfig {
     m.dt_min = c.get<double>("dt_min", m.dt_min);
     m.dt_max = c.get<double>("dt_max", m.dt_max);
     m.dt_init_floor = c.get<double>("dt_init_floor", m.dt_init_floor);
+    m.fused_kernels = c.get_choice("kernels", "fused", {"fused", "reference"}) == "fused";
     if (m.d_inner() % m.headdim != 0)
       throw config_error("headdim", "must divide d_inner = expand * d_model = " + std::to_string(m.d_inner()) +
                                         ", got " + std::to_string(m.headdim));
