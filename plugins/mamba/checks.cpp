@@ -139,16 +139,17 @@ CheckResult blocks_equal_on_same_weights(uint64_t seed) {
     return out;
   };
   auto want = run(reference);
-  for (int64_t chunk : {16, 64})
+  for (int64_t chunk : {16, 64}) {
     for (const std::string kernels : {"fused", "reference"}) {
-    MambaChunked chunked(testing::args(
-        d_model, T, "{\"chunk_size\": " + std::to_string(chunk) + ", \"kernels\": \"" + kernels + "\"}"));
-    auto got = run(chunked);
-    auto where = "chunked (chunk_size " + std::to_string(chunk) + ", kernels " + kernels + ") vs recurrent, T=100: ";
-    results.push_back(expect_close(where + "y", scaled_max_error(got[0], want[0]), kFloat64Tol));
-    for (size_t i = 0; i < params.names().size(); ++i)
-      results.push_back(
-          expect_close(where + "grad " + params.names()[i], scaled_max_error(got[i + 1], want[i + 1]), kFloat64Tol));
+      MambaChunked chunked(testing::args(
+          d_model, T, "{\"chunk_size\": " + std::to_string(chunk) + ", \"kernels\": \"" + kernels + "\"}"));
+      auto got = run(chunked);
+      auto where = "chunked (chunk_size " + std::to_string(chunk) + ", kernels " + kernels + ") vs recurrent, T=100: ";
+      results.push_back(expect_close(where + "y", scaled_max_error(got[0], want[0]), kFloat64Tol));
+      for (size_t i = 0; i < params.names().size(); ++i)
+        results.push_back(expect_close(where + "grad " + params.names()[i],
+                                       scaled_max_error(got[i + 1], want[i + 1]), kFloat64Tol));
+    }
   }
   return all_of(results);
 }
@@ -156,7 +157,8 @@ CheckResult blocks_equal_on_same_weights(uint64_t seed) {
 // kernels = "fused": segsum_fused (segsum_kernel.hpp) against the composed segsum. Forward bit
 // for bit in float64, float32 and bfloat16 (both accumulate as ATen's cumsum does); the gradient
 // of <segsum(a), g> for g random everywhere (above the diagonal too, where neither may pass it
-// on) at 1e-12 in float64 and 1e-5 in float32 (scaled max error; the sums run in another order).
+// on) at 1e-12 in float64, 1e-5 in float32 and 1e-2 in bfloat16 (scaled max error; the sums
+// run in another order).
 CheckResult segsum_fused_equals_reference(uint64_t seed) {
   std::vector<CheckResult> results;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -174,9 +176,8 @@ CheckResult segsum_fused_equals_reference(uint64_t seed) {
       auto [fused, fused_grad] = gradient(segsum_fused);
       auto [reference, reference_grad] = gradient(segsum);
       results.push_back(expect_close(where + "forward: entries that differ", fused.ne(reference).sum().item<double>(), 0.0));
-      if (dtype != torch::kBFloat16)
-        results.push_back(expect_close(where + "gradient", scaled_max_error(fused_grad, reference_grad),
-                                       dtype == torch::kFloat64 ? 1e-12 : 1e-5));
+      const double tol = dtype == torch::kFloat64 ? 1e-12 : dtype == torch::kFloat32 ? 1e-5 : 1e-2;
+      results.push_back(expect_close(where + "gradient", scaled_max_error(fused_grad, reference_grad), tol));
     }
   }
   return all_of(results);
