@@ -50,7 +50,8 @@ inline SsdResult ssd_chunked(const torch::Tensor& x, const torch::Tensor& dt, co
   auto B_c = chunks(B), C_c = chunks(C);                          // (b, c, l, g, n)
   auto a = chunks(dt * A).permute({0, 1, 3, 2});                  // (b, c, h, l)
   auto a_cum = a.cumsum(-1);
-  auto decay = torch::exp(fused_segsum ? segsum_fused(a) : segsum(a)).unflatten(2, {g, r});  // (b, c, g, r, l, s): exp(a_{s+1..l}), 0 for s > l
+  // (b, c, g, r, l, s): exp(a_{s+1..l}), 0 for s > l
+  auto decay = torch::exp(fused_segsum ? segsum_fused(a) : segsum(a)).unflatten(2, {g, r});
 
   // 1. Within each chunk: y_l = sum_{s <= l} (C_l . B_s) exp(a_{s+1..l}) dt_s x_s.
   auto scores = torch::einsum("bclgn,bcsgn->bcgls", {C_c, B_c}).unsqueeze(3) * decay;
