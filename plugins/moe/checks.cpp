@@ -47,7 +47,7 @@ Params replaced(const Params& p, const std::string& name, const Tensor& value) {
 // Expert i of a stack as a plain FFN, the naive form the layer is compared with.
 Tensor naive_expert(const Tensor& x, const Params& p, const MoeConfig& cfg, int64_t i) {
   Tensor none;
-  return ffn::apply(x, cfg.activation, p["w_in"][i], none, cfg.gated() ? p["w_gate"][i] : none, none,
+  return ffn::apply(x, cfg.activation, ffn::Kernels::reference, p["w_in"][i], none, cfg.gated() ? p["w_gate"][i] : none, none,
                     p["w_out"][i], none);
 }
 
@@ -438,6 +438,69 @@ CheckResult grouped_autocast_multiplies_in_bfloat16(uint64_t seed) {
   return all_of(results);
 }
 
+// The fused SwiGLU (swiglu_kernel.hpp) against silu(a) * b composed in float64 on the same
+// inputs (rounded to the dtype first), forward and both gradients. Lengths leave a partial
+// vector and cross the parallel grain; |a| up to 100 saturates the sigmoid both ways.
+CheckResult swiglu_fused_matches_float64(uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::vector<CheckResult> results;
+  for (int64_t n : {int64_t{1}, int64_t{37}, 3 * ffn::SwiGluFunction::kGrain + 5}) {
+    auto normal = [&](double std) { return torch::empty({n}, torch::kFloat64).normal_(0.0, std, gen); };
+    auto a64 = normal(3.0), b64 = normal(1.0), g64 = normal(1.0);
+    if (n >= 37) a64.narrow(0, 0, 5).copy_(torch::tensor({-100.0, -20.0, 0.0, 20.0, 100.0}, torch::kFloat64));
+    for (auto dtype : {torch::kFloat64, torch::kFloat32, torch::kBFloat16}) {
+      auto leaf = [&](const Tensor& t, torch::ScalarType as) {
+        return t.to(dtype).to(as, false, /*copy=*/true).requires_grad_(true);
+      };
+      auto a = leaf(a64, dtype), b = leaf(b64, dtype);
+      auto h = ffn::SwiGluFunction::apply(a, b);
+      h.backward(g64.to(dtype));
+      auto ar = leaf(a64, torch::kFloat64), br = leaf(b64, torch::kFloat64);
+      auto hr = torch::silu(ar) * br;
+      hr.backward(g64.to(dtype).to(torch::kFloat64));
+      // float32: libmvec's expf (a few ulp); bfloat16: each output rounded once (2^-9 relative).
+      const double tol = dtype == torch::kFloat64 ? 1e-12 : dtype == torch::kFloat32 ? 1e-6 : 5e-3;
+      const std::string where = "n=" + std::to_string(n) + " " + c10::toString(dtype) + " ";
+      results.push_back(expect_close(where + "h", scaled_max_error(h, hr), tol));
+      results.push_back(expect_close(where + "grad a", scaled_max_error(a.grad(), ar.grad()), tol));
+      results.push_back(expect_close(where + "grad b", scaled_max_error(b.grad(), br.grad()), tol));
+    }
+  }
+  return all_of(results);
+}
+
+// `kernels` fused and reference on the same weights: the dense `mlp` (float64 and float32) and
+// the `grouped` experts (float32), the output and every gradient.
+CheckResult kernels_equal_reference(uint64_t seed) {
+  std::vector<CheckResult> results;
+  auto compare = [&](const std::string& what, const auto& run, double tol) {
+    auto fused = run("fused"), reference = run("reference");
+    for (size_t i = 0; i < fused.size(); ++i)
+      results.push_back(expect_close(what + " output " + std::to_string(i), scaled_max_error(fused[i], reference[i]), tol));
+  };
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    auto x = random_tokens(2, 9, kDModel, dtype, seed);
+    auto run = [&](const std::string& kernels) {
+      ffn::Mlp mlp(testing::args(kDModel, 64, R"({"activation": "swiglu", "hidden": 48, "kernels": ")" + kernels + "\"}"));
+      auto p = testing::with_grad(testing::make_params(mlp, dtype, seed));
+      auto xg = x.detach().clone().requires_grad_(true);
+      auto y = mlp.forward(xg, p, Call{}).y;
+      (y * y).sum().backward();
+      std::vector<Tensor> out{y.detach(), xg.grad()};
+      for (const auto& t : p.tensors()) out.push_back(t.grad());
+      return out;
+    };
+    compare(std::string("mlp ") + c10::toString(dtype), run, dtype == torch::kFloat64 ? 1e-12 : 1e-5);
+  }
+  auto x = random_tokens(2, 9, kDModel, torch::kFloat32, seed);
+  auto run = [&](const std::string& kernels) {
+    auto layer = make<MoeGrouped>(R"({"experts": 4, "top_k": 2, "expert_hidden": 48, "kernels": ")" + kernels + "\"}");
+    return outputs_and_gradients(layer, testing::make_params(layer, torch::kFloat32, seed), x, seed);
+  };
+  compare("moe grouped float32", run, 1e-5);
+  return all_of(results);
+}
+
 }  // namespace
 
 // Every check runs for every implementation it concerns (dense, loop, grouped,
@@ -476,6 +539,8 @@ std::vector<Check> family_checks() {
       {"moe_loop_capacity_order", capacity_order<MoeLoop>},
       {"moe_grouped_capacity_order", capacity_order<MoeGrouped>},
       {"moe_sparse_capacity_order", capacity_order<MoeSparse>},
+      {"ffn_swiglu_fused_matches_float64", swiglu_fused_matches_float64},
+      {"ffn_kernels_equal_reference", kernels_equal_reference},
   };
 }
 

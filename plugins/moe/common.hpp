@@ -23,6 +23,7 @@ struct MoeConfig {
   bool choice_order;                      // capacity claimed by all first choices, then all second, ... (GShard)
   int64_t shared_experts;                 // always on, added without a gate
   double router_jitter;                   // training only: router input times U(1 - eps, 1 + eps)
+  ffn::Kernels kernels;                   // how the gated unit runs (ffn_math.hpp)
 
   static MoeConfig parse(const CreateArgs& args) {
     const Config& c = args.config;
@@ -50,6 +51,7 @@ struct MoeConfig {
       throw config_error("capacity_order", "only orders the capacity limit; set capacity_factor as well");
     m.shared_experts = c.get_int("shared_experts", 0, 0);
     m.router_jitter = non_negative(c, "router_jitter", 0.0);
+    m.kernels = ffn::parse_kernels(c);
     if (m.router_jitter >= 1.0)
       throw config_error("router_jitter", "must be in [0, 1), got " + std::to_string(m.router_jitter));
     return m;
@@ -100,7 +102,7 @@ inline torch::Tensor shared_experts(const torch::Tensor& x, const ExpertStack& s
   const int64_t wide = cfg.shared_experts * cfg.expert_hidden;
   auto w_out = s.w_out.permute({1, 0, 2}).reshape({cfg.d_model, wide});
   torch::Tensor none;
-  return ffn::apply(x, cfg.activation, s.w_in.reshape({wide, cfg.d_model}), none,
+  return ffn::apply(x, cfg.activation, cfg.kernels, s.w_in.reshape({wide, cfg.d_model}), none,
                     s.w_gate.defined() ? s.w_gate.reshape({wide, cfg.d_model}) : none, none, w_out, none);
 }
 

@@ -8,7 +8,7 @@ namespace mixlab::ffn {
 class Mlp : public Module {
  public:
   static ImplInfo info() {
-    return {MIXLAB_FAMILY_FFN, "mlp", "default", "1.0.0",
+    return {MIXLAB_FAMILY_FFN, "mlp", "default", "1.1.0",
             "dense FFN: gelu | relu | silu | swiglu | geglu, optional biases"};
   }
 
@@ -16,7 +16,8 @@ class Mlp : public Module {
       : d_(args.d_model),
         activation_(args.config.get_choice("activation", "gelu", activations())),
         hidden_(args.config.get_int("hidden", default_hidden(d_, activation_))),
-        bias_(args.config.get<bool>("bias", false)) {}
+        bias_(args.config.get<bool>("bias", false)),
+        kernels_(parse_kernels(args.config)) {}
 
   std::vector<ParamSpec> params() const override {
     std::vector<ParamSpec> p{ParamSpec::normal("w_in", {hidden_, d_}, "input projection (hidden, d_model)")};
@@ -34,7 +35,7 @@ class Mlp : public Module {
   Output forward(const torch::Tensor& x, const Params& p, const Call&) const override {
     bool gated = is_gated(activation_);
     torch::Tensor none;
-    return {apply(x, activation_, p["w_in"], bias_ ? p["b_in"] : none, gated ? p["w_gate"] : none,
+    return {apply(x, activation_, kernels_, p["w_in"], bias_ ? p["b_in"] : none, gated ? p["w_gate"] : none,
                   gated && bias_ ? p["b_gate"] : none, p["w_out"], bias_ ? p["b_out"] : none)};
   }
 
@@ -43,6 +44,7 @@ class Mlp : public Module {
   std::string activation_;
   int64_t hidden_;
   bool bias_;
+  Kernels kernels_;
 };
 
 }  // namespace mixlab::ffn

@@ -26,7 +26,7 @@ inline ImplInfo sparse_info(const char* impl, const char* version, const char* d
 
 struct ExpertLoop {
   static ImplInfo info() {
-    return detail::sparse_info("loop", "1.0.0",
+    return detail::sparse_info("loop", "1.1.0",
                                "mixture of experts: tokens gathered per expert, one FFN call per expert");
   }
   static torch::Tensor run(const torch::Tensor& block, const std::vector<int64_t>& counts, const ExpertStack& e,
@@ -39,7 +39,7 @@ struct ExpertLoop {
     torch::Tensor none;
     for (size_t i = 0; i < counts.size(); ++i) {
       if (counts[i] == 0) continue;
-      outputs.push_back(ffn::apply(block.narrow(0, start, counts[i]), cfg.activation, w_in[i], none, w_gate[i], none,
+      outputs.push_back(ffn::apply(block.narrow(0, start, counts[i]), cfg.activation, cfg.kernels, w_in[i], none, w_gate[i], none,
                                    w_out[i], none));
       start += counts[i];
     }
@@ -57,7 +57,7 @@ struct ExpertLoop {
 // bfloat16 run multiplied in float32 (bench/README.md).
 struct GroupedGemm {
   static ImplInfo info() {
-    auto i = detail::sparse_info("grouped", "1.1.0",
+    auto i = detail::sparse_info("grouped", "1.2.0",
                                  "mixture of experts: tokens sorted by expert, each projection one grouped matmul "
                                  "(at::_grouped_mm; float64 through the per-expert loop)");
     // What an experiment gets without impl = "...": nothing padded, so its work follows the routing
@@ -83,7 +83,7 @@ struct GroupedGemm {
       return at::_grouped_mm(v, operand(w).transpose(-1, -2), offs);
     };
     torch::Tensor none;  // the rows cast once; the hidden activations come out in the cast dtype
-    return ffn::apply_with(grouped, operand(block), cfg.activation, e.w_in, none, e.w_gate, none, e.w_out, none);
+    return ffn::apply_with(grouped, operand(block), cfg.activation, cfg.kernels, e.w_in, none, e.w_gate, none, e.w_out, none);
   }
 };
 
@@ -93,7 +93,7 @@ struct GroupedGemm {
 // the capacity when one is set.
 struct PaddedBatch {
   static ImplInfo info() {
-    return detail::sparse_info("sparse", "1.1.0",
+    return detail::sparse_info("sparse", "1.2.0",
                                "mixture of experts: tokens sorted by expert, groups padded to the largest, one "
                                "batched matmul per projection");
   }
@@ -107,7 +107,7 @@ struct PaddedBatch {
       for (int64_t j = 0; j < counts[static_cast<size_t>(i)]; ++j) rows.push_back(i * m + j);
     auto index = torch::tensor(rows, torch::kInt64).to(block.device());
     auto padded = torch::zeros({n_experts * m, d_model}, block.options()).index_copy(0, index, block);
-    auto out = ffn::apply_stacked(padded.view({n_experts, m, d_model}), cfg.activation, e.w_in, e.w_gate, e.w_out);
+    auto out = ffn::apply_stacked(padded.view({n_experts, m, d_model}), cfg.activation, cfg.kernels, e.w_in, e.w_gate, e.w_out);
     return out.view({n_experts * m, d_model}).index_select(0, index);
   }
 };

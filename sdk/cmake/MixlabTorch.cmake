@@ -43,8 +43,13 @@ if(DEFINED MIXLAB_TORCH_VERSION AND NOT Torch_VERSION VERSION_EQUAL MIXLAB_TORCH
                   "the tested one is ${MIXLAB_TORCH_VERSION} (docs/dependencies.md)")
 endif()
 
+# at::parallel_for is a header template that splits its loop over threads only where the code
+# that includes it is compiled with OpenMP (_OPENMP; ATen/Parallel-inl.h): without -fopenmp every
+# kernel of the host and the plugins ran on one thread. The wheel's LibTorch uses OpenMP and ships
+# its own libgomp.so.1; linking the compiler's libgomp, of the same soname, loads that one copy.
+find_package(OpenMP REQUIRED COMPONENTS CXX)
 add_library(mixlab_torch INTERFACE)
-target_link_libraries(mixlab_torch INTERFACE ${TORCH_LIBRARIES})
+target_link_libraries(mixlab_torch INTERFACE ${TORCH_LIBRARIES} OpenMP::OpenMP_CXX)
 target_include_directories(mixlab_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 # libtorch_cuda needs the CUDA runtime libraries that pip placed under nvidia/*/lib;
 # the Python package preloads them, a C++ program finds them through its run path.
