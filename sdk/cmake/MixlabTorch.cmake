@@ -47,9 +47,17 @@ endif()
 # that includes it is compiled with OpenMP (_OPENMP; ATen/Parallel-inl.h): without -fopenmp every
 # kernel of the host and the plugins ran on one thread. The wheel's LibTorch uses OpenMP and ships
 # its own libgomp.so.1; linking the compiler's libgomp, of the same soname, loads that one copy.
-find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(OpenMP COMPONENTS CXX)
 add_library(mixlab_torch INTERFACE)
-target_link_libraries(mixlab_torch INTERFACE ${TORCH_LIBRARIES} OpenMP::OpenMP_CXX)
+target_link_libraries(mixlab_torch INTERFACE ${TORCH_LIBRARIES})
+if(OpenMP_CXX_FOUND)
+  # The flag, not OpenMP::OpenMP_CXX: that target links the compiler's libgomp by its full path
+  # and puts its folder in the run path next to the wheel's.
+  target_compile_options(mixlab_torch INTERFACE ${OpenMP_CXX_FLAGS})
+  target_link_options(mixlab_torch INTERFACE ${OpenMP_CXX_FLAGS})
+else()
+  message(WARNING "mixlab: no OpenMP for ${CMAKE_CXX_COMPILER_ID}; mixlab's own kernels will run on one thread")
+endif()
 target_include_directories(mixlab_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
 # libtorch_cuda needs the CUDA runtime libraries that pip placed under nvidia/*/lib;
 # the Python package preloads them, a C++ program finds them through its run path.
