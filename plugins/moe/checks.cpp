@@ -47,8 +47,8 @@ Params replaced(const Params& p, const std::string& name, const Tensor& value) {
 // Expert i of a stack as a plain FFN, the naive form the layer is compared with.
 Tensor naive_expert(const Tensor& x, const Params& p, const MoeConfig& cfg, int64_t i) {
   Tensor none;
-  return ffn::apply(x, cfg.activation, ffn::Kernels::reference, p["w_in"][i], none, cfg.gated() ? p["w_gate"][i] : none, none,
-                    p["w_out"][i], none);
+  return ffn::apply(x, cfg.activation, ffn::Kernels::reference, p["w_in"][i], none,
+                    cfg.gated() ? p["w_gate"][i] : none, none, p["w_out"][i], none);
 }
 
 // y, the aux losses, and the gradients of <w, y> + sum c_i aux_i with respect to x and every parameter.
@@ -476,12 +476,14 @@ CheckResult kernels_equal_reference(uint64_t seed) {
   auto compare = [&](const std::string& what, const auto& run, double tol) {
     auto fused = run("fused"), reference = run("reference");
     for (size_t i = 0; i < fused.size(); ++i)
-      results.push_back(expect_close(what + " output " + std::to_string(i), scaled_max_error(fused[i], reference[i]), tol));
+      results.push_back(
+          expect_close(what + " output " + std::to_string(i), scaled_max_error(fused[i], reference[i]), tol));
   };
   for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
     auto x = random_tokens(2, 9, kDModel, dtype, seed);
     auto run = [&](const std::string& kernels) {
-      ffn::Mlp mlp(testing::args(kDModel, 64, R"({"activation": "swiglu", "hidden": 48, "kernels": ")" + kernels + "\"}"));
+      ffn::Mlp mlp(
+          testing::args(kDModel, 64, R"({"activation": "swiglu", "hidden": 48, "kernels": ")" + kernels + "\"}"));
       auto p = testing::with_grad(testing::make_params(mlp, dtype, seed));
       auto xg = x.detach().clone().requires_grad_(true);
       auto y = mlp.forward(xg, p, Call{}).y;

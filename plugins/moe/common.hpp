@@ -51,9 +51,9 @@ struct MoeConfig {
       throw config_error("capacity_order", "only orders the capacity limit; set capacity_factor as well");
     m.shared_experts = c.get_int("shared_experts", 0, 0);
     m.router_jitter = non_negative(c, "router_jitter", 0.0);
-    m.kernels = ffn::parse_kernels(c);
     if (m.router_jitter >= 1.0)
       throw config_error("router_jitter", "must be in [0, 1), got " + std::to_string(m.router_jitter));
+    m.kernels = ffn::parse_kernels(c);
     return m;
   }
 

@@ -52,7 +52,8 @@ torch::Tensor apply_with(const Project& project, const torch::Tensor& x, const s
                          const torch::Tensor& w_gate, const torch::Tensor& b_gate, const torch::Tensor& w_out,
                          const torch::Tensor& b_out) {
   auto a = project(x, w_in, b_in);
-  auto h = is_gated(activation) ? gated_unit(a, project(x, w_gate, b_gate), activation, kernels) : activate(a, activation);
+  auto h = is_gated(activation) ? gated_unit(a, project(x, w_gate, b_gate), activation, kernels)
+                                : activate(a, activation);
   return project(h, w_out, b_out);
 }
 

@@ -39,8 +39,8 @@ struct ExpertLoop {
     torch::Tensor none;
     for (size_t i = 0; i < counts.size(); ++i) {
       if (counts[i] == 0) continue;
-      outputs.push_back(ffn::apply(block.narrow(0, start, counts[i]), cfg.activation, cfg.kernels, w_in[i], none, w_gate[i], none,
-                                   w_out[i], none));
+      outputs.push_back(ffn::apply(block.narrow(0, start, counts[i]), cfg.activation, cfg.kernels, w_in[i], none,
+                                   w_gate[i], none, w_out[i], none));
       start += counts[i];
     }
     return torch::cat(outputs);
@@ -83,7 +83,8 @@ struct GroupedGemm {
       return at::_grouped_mm(v, operand(w).transpose(-1, -2), offs);
     };
     torch::Tensor none;  // the rows cast once; the hidden activations come out in the cast dtype
-    return ffn::apply_with(grouped, operand(block), cfg.activation, cfg.kernels, e.w_in, none, e.w_gate, none, e.w_out, none);
+    return ffn::apply_with(grouped, operand(block), cfg.activation, cfg.kernels, e.w_in, none, e.w_gate, none,
+                           e.w_out, none);
   }
 };
 
@@ -107,7 +108,8 @@ struct PaddedBatch {
       for (int64_t j = 0; j < counts[static_cast<size_t>(i)]; ++j) rows.push_back(i * m + j);
     auto index = torch::tensor(rows, torch::kInt64).to(block.device());
     auto padded = torch::zeros({n_experts * m, d_model}, block.options()).index_copy(0, index, block);
-    auto out = ffn::apply_stacked(padded.view({n_experts, m, d_model}), cfg.activation, cfg.kernels, e.w_in, e.w_gate, e.w_out);
+    auto out = ffn::apply_stacked(padded.view({n_experts, m, d_model}), cfg.activation, cfg.kernels, e.w_in,
+                                  e.w_gate, e.w_out);
     return out.view({n_experts * m, d_model}).index_select(0, index);
   }
 };
