@@ -13,34 +13,24 @@
 #include "bench_util.hpp"
 
 int main(int argc, char** argv) {
-  int64_t d_model = 512, tokens = 2048;
-  int threads = 2, rounds = 7;
+  mixlab::bench::BlockProducts block{512};
   CLI::App app{"gemm_paths: float32 linear forward/backward through MKL and oneDNN"};
-  app.add_option("--d-model", d_model, "width of the Llama-style block (SwiGLU hidden 3 x d_model)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--tokens", tokens, "rows of every product (batch x sequence)")->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "ATen threads")->check(CLI::PositiveNumber);
-  app.add_option("--rounds", rounds, "interleaved timed rounds (the median is reported)")->check(CLI::PositiveNumber);
+  block.add_options(app);
   mixlab::bench::parse_or_exit(app, argc, argv);
   if (!at::hasMKLDNN()) {
     std::cerr << "error: bench_gemm_paths: this LibTorch has no oneDNN (MKLDNN)\n";
     return 1;
   }
-  at::set_num_threads(threads);
+  at::set_num_threads(block.threads);
   torch::NoGradGuard no_grad;
-  const int64_t d = d_model, h = 3 * d_model;
-  // (name, in, out, how many per block)
-  struct Linear {
-    std::string name;
-    int64_t in, out, count;
-  };
-  const std::vector<Linear> linears{{"q, k, v, o", d, d, 4}, {"gate, up", d, h, 2}, {"down", h, d, 1}};
-  std::cout << "gemm_paths: float32, " << tokens << " tokens, d_model " << d << ", " << at::get_num_threads()
-            << " thread(s), median of " << rounds << " interleaved rounds\n\n";
+  const int64_t tokens = block.tokens;
+  const int rounds = block.rounds;
+  std::cout << "gemm_paths: float32, " << tokens << " tokens, d_model " << block.d_model << ", "
+            << at::get_num_threads() << " thread(s), median of " << rounds << " interleaved rounds\n\n";
   mixlab::bench::Table table({"linear", "shape", "MKL fwd", "MKL dx", "MKL dW", "oneDNN fwd", "oneDNN dx", "oneDNN dW",
                               "oneDNN / MKL time"});
   double mkl_step = 0, dnn_step = 0;
-  for (const auto& l : linears) {
+  for (const auto& l : block.linears()) {
     auto x = torch::randn({tokens, l.in}), w = torch::randn({l.out, l.in}), g = torch::randn({tokens, l.out});
     // MKL: y = x W^T, dx = g W, dW = g^T x.
     auto mkl_fwd = [&] { at::linear(x, w); };

@@ -1,7 +1,8 @@
 // One training step of an experiment's model, the host's fast paths
 // (training.fused = true) against their references (false), timed phase by
 // phase in interleaved rounds: forward (model and loss, under bfloat16 autocast
-// for --dtype bfloat16), backward, gradient clipping, optimizer step. The two
+// for --dtype bfloat16), backward, gradient clipping (the fused form computes the
+// norm and leaves the scaling to its optimizer kernel), optimizer step. The two
 // models start from the same weights and see the same batches; the table gives
 // the median milliseconds of each phase and their ratio, and the last line the
 // tokens/s of the whole step. With --dtype bfloat16 it also counts the casts of
@@ -17,6 +18,7 @@
 #include "train/fused_adamw.hpp"
 #include "train/lm_head_loss.hpp"
 #include "train/optimizer.hpp"
+#include "train/row_major_matmul.hpp"
 
 #include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
@@ -49,6 +51,7 @@ Trainee make(const std::filesystem::path& experiment, bool fused) {
 
 // Seconds of each phase of one step.
 std::vector<double> step(Trainee& t, const torch::Tensor& inputs, const torch::Tensor& targets, bool bf16) {
+  mixlab::RowMajorMatmulScope row_major_matmul(t.fused && bf16);  // as the trainer holds it
   std::vector<double> s;
   auto t0 = Clock::now();
   auto lap = [&] {
@@ -68,10 +71,11 @@ std::vector<double> step(Trainee& t, const torch::Tensor& inputs, const torch::T
   lap();
   loss.backward();
   lap();
-  if (t.fused) mixlab::clip_grad_norm_multi_tensor(t.params, 1.0);
+  double clip = 1;  // the fused step applies it
+  if (t.fused) clip = mixlab::clip_factor(mixlab::gradient_norm(t.params), 1.0);
   else torch::nn::utils::clip_grad_norm_(t.params, 1.0);
   lap();
-  if (t.fused) mixlab::fused_adamw_step(*t.optimizer);
+  if (t.fused) mixlab::fused_adamw_step(*t.optimizer, clip);
   else t.optimizer->step();
   lap();
   double total = 0;

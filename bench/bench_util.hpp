@@ -120,4 +120,29 @@ inline std::string fmt(double v, int precision = 3) {
   return s.str();
 }
 
+// The products of a Llama-style block's linear layers (bench_gemm_paths, bench_weight_gradient):
+// d_model, the rows of every product, threads and timed rounds from the command line, and the
+// layers themselves (q, k, v, o: d -> d; SwiGLU gate and up: d -> 3d; down: 3d -> d).
+struct BlockProducts {
+  int64_t d_model, tokens = 2048;
+  int threads = 2, rounds = 7;
+  struct Linear {
+    std::string name;
+    int64_t in, out, count;  // how many per block
+  };
+
+  void add_options(CLI::App& app) {
+    app.add_option("--d-model", d_model, "width of the Llama-style block (SwiGLU hidden 3 x d_model)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--tokens", tokens, "rows of every product (batch x sequence)")->check(CLI::PositiveNumber);
+    app.add_option("--threads", threads, "ATen threads")->check(CLI::PositiveNumber);
+    app.add_option("--rounds", rounds, "timed rounds (the median is reported)")->check(CLI::PositiveNumber);
+  }
+
+  std::vector<Linear> linears() const {
+    const int64_t d = d_model, h = 3 * d_model;
+    return {{"q, k, v, o", d, d, 4}, {"gate, up", d, h, 2}, {"down", h, d, 1}};
+  }
+};
+
 }  // namespace mixlab::bench

@@ -235,8 +235,9 @@ std::vector<Field> make_fields() {
       float_field("training.bucket_mib", MIXLAB_REF(double, training.bucket_mib), 0, 4096, true,
                   "MiB of gradients per all-reduce bucket in a multi-process run"),
       bool_field("training.fused", MIXLAB_REF(bool, training.fused),
-                 "the host's fast paths: fused AdamW and multi-tensor clipping, chunked LM-head cross-entropy, "
-                 "residual add fused with the next norm (false: their naive references, for A/B; docs/experiments.md)"),
+                 "the host's fast paths: fused AdamW with the clipping in its kernel, chunked LM-head cross-entropy, "
+                 "residual add fused with the next norm, bfloat16 weight gradients through row-major operands "
+                 "(false: their naive references, for A/B; docs/experiments.md)"),
       int_field("validation.every", MIXLAB_REF(int64_t, validation.every), 0, limits::kSteps, "validate every N steps (0: only at the end)"),
       int_field("validation.batches", MIXLAB_REF(int64_t, validation.batches), 1, limits::kBatches, "validation batches"),
       int_field("checkpoint.every", MIXLAB_REF(int64_t, checkpoint.every), 0, limits::kSteps, "checkpoint every N steps (0: only at the end)"),

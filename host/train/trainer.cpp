@@ -22,6 +22,7 @@
 #include "train/optimizer.hpp"
 #include "train/plot.hpp"
 #include "train/random_draws.hpp"
+#include "train/row_major_matmul.hpp"
 #include "train/run_folder.hpp"
 #include "train/step_profiler.hpp"
 #include "train/trained_run.hpp"
@@ -307,6 +308,8 @@ int run_experiment(const RunOptions& options) {
   auto& last_eval = state.last_eval;
   std::string failure;
   int exit_code = 0;
+  // bfloat16 weight gradients through row-major operands (train/row_major_matmul.hpp).
+  RowMajorMatmulScope row_major_matmul(c.fused && c.dtype == "bfloat16" && device.is_cpu());
 
   auto validate = [&] {
     heartbeat::send(heartbeat::Phase::validate, state.step);
@@ -397,7 +400,8 @@ int run_experiment(const RunOptions& options) {
     }
     std::vector<torch::Tensor> all = model_tensors(model);
     const double max_norm = c.max_norm > 0 ? c.max_norm : 1e30;
-    double grad_norm = c.fused ? clip_grad_norm_multi_tensor(all, max_norm) : torch::nn::utils::clip_grad_norm_(all, max_norm);
+    // The fused step applies the clipping factor itself (train/fused_adamw.hpp).
+    double grad_norm = c.fused ? gradient_norm(all) : torch::nn::utils::clip_grad_norm_(all, max_norm);
     // A finite loss can still have a non-finite gradient (a derivative that is not defined where its
     // function is): stop before the optimizer writes it into the weights. The norm is of the gradients
     // averaged over ranks, so every rank stops here together.
@@ -410,7 +414,7 @@ int run_experiment(const RunOptions& options) {
       break;
     }
     fault_point(kFaultMidStep, state.step + 1);
-    if (c.fused) fused_adamw_step(optimizer);
+    if (c.fused) fused_adamw_step(optimizer, clip_factor(grad_norm, max_norm));
     else optimizer.step();
     ++state.step;
     if (profiler.step_ended(state.step, run_dir, dp->writes()))

@@ -1,7 +1,8 @@
 // The host's fast paths (training.fused) against their naive references, forward
 // and backward: the residual add fused with the next norm (model/residual_norm),
 // the chunked LM-head cross-entropy (train/lm_head_loss) and the fused AdamW with
-// multi-tensor clipping (train/fused_adamw). Each fast form is compared with the
+// the clipping folded into it (train/fused_adamw), the bfloat16 weight gradients through
+// row-major operands (train/row_major_matmul). Each fast form is compared with the
 // reference evaluated in float64 (float32 tolerance) and, for bfloat16, with the
 // same bound the bfloat16 reference itself meets. The resume suite (its own
 // ctest entry) checks that a checkpoint written by the reference optimizer
@@ -16,8 +17,10 @@
 #include "train/fused_adamw.hpp"
 #include "train/lm_head_loss.hpp"
 #include "train/lr_schedule.hpp"
+#include "train/row_major_matmul.hpp"
 
 #include <ATen/autocast_mode.h>
+#include <ATen/ops/mm_cpu_dispatch.h>
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -134,7 +137,7 @@ TEST_CASE("chunked cross-entropy equals the full-logits loss: value, feature and
   CHECK(mixlab::loss_chunk_tokens(1 << 20) == 64);
 }
 
-TEST_CASE("fused AdamW + multi-tensor clipping: the parameters and moments of torch::optim::AdamW after 30 steps") {
+TEST_CASE("fused AdamW with folded clipping: the parameters and moments of torch::optim::AdamW after 30 steps") {
   auto cfg = mixlab::ExperimentConfig{};
   cfg.optimizer.lr = 3e-2, cfg.training.steps = 30, cfg.lr_scheduler.warmup_steps = 5;
   auto make_params = [] {
@@ -162,9 +165,8 @@ TEST_CASE("fused AdamW + multi-tensor clipping: the parameters and moments of to
       auto loss = (params[0].sin() * (1 + step % 3)).sum() + params[1].pow(2).sum() * 3 + (params[2] * params[2].cos()).sum();
       if (step >= 6) loss = loss + (params[3] - 0.5).abs().sum();
       loss.backward();
-      norms.push_back(fused ? mixlab::clip_grad_norm_multi_tensor(params, 5.0)
-                            : torch::nn::utils::clip_grad_norm_(params, 5.0));
-      if (fused) mixlab::fused_adamw_step(optimizer);
+      norms.push_back(fused ? mixlab::gradient_norm(params) : torch::nn::utils::clip_grad_norm_(params, 5.0));
+      if (fused) mixlab::fused_adamw_step(optimizer, mixlab::clip_factor(norms.back(), 5.0));
       else optimizer.step();
     }
     std::vector<torch::Tensor> state;
@@ -187,6 +189,94 @@ TEST_CASE("fused AdamW + multi-tensor clipping: the parameters and moments of to
     CHECK((p_fused[i] - p_ref[i]).abs().max().item<double>() < 1e-5 * std::max(1.0, p_ref[i].abs().max().item<double>()));
   }
   for (size_t i = 0; i < s_ref.size(); ++i) CHECK(rel(s_fused[i], s_ref[i]) < 1e-5);
+}
+
+TEST_CASE("the gradient norm: float64's, and the same bits at any thread count") {
+  torch::manual_seed(4);
+  // Sizes around the 65,536-element chunks and the 16 lanes; a float64 gradient takes ATen's norm.
+  std::vector<torch::Tensor> params;
+  for (int64_t n : {1, 15, 17, 65536, 65537, 300001})
+    params.push_back(torch::zeros({n}, torch::kFloat32).requires_grad_(true));
+  params.push_back(torch::zeros({33, 3}, torch::kFloat64).requires_grad_(true));
+  params.push_back(torch::zeros({5}).requires_grad_(true));  // no gradient: not counted
+  double exact = 0;
+  for (size_t i = 0; i + 1 < params.size(); ++i) {
+    params[i].mutable_grad() = torch::randn(params[i].sizes(), params[i].options()) * (1.0 + static_cast<double>(i));
+    exact += params[i].grad().to(torch::kFloat64).square().sum().item<double>();
+  }
+  exact = std::sqrt(exact);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  const double one = mixlab::gradient_norm(params);
+  at::set_num_threads(2);
+  const double two = mixlab::gradient_norm(params);
+  at::set_num_threads(threads);
+  CHECK(one == two);
+  CHECK(one == doctest::Approx(exact).epsilon(1e-6));
+  CHECK(mixlab::clip_factor(one, 2 * one) == 1.0);
+  CHECK(mixlab::clip_factor(one, one / 4) == doctest::Approx(0.25).epsilon(1e-6));
+}
+
+TEST_CASE("row-major bfloat16 products: an exact copy, float64's product, and ATen's kernel swapped only in scope") {
+  torch::manual_seed(8);
+  // The copy: every element in place, tiles and ragged edges, a column-major view whose columns
+  // are further apart than its rows, both 16-bit types.
+  for (auto dtype : {torch::kBFloat16, torch::kFloat16})
+    for (auto [m, n] : std::vector<std::pair<int64_t, int64_t>>{{16, 16}, {67, 133}, {1000, 37}, {3, 200}, {130, 64}}) {
+      CAPTURE(m);
+      CAPTURE(n);
+      auto t = torch::randn({n, m + 5}, dtype).narrow(1, 2, m).t();  // (m, n), column stride m + 5
+      auto copy = mixlab::row_major_copy(t);
+      CHECK(copy.is_contiguous());
+      CHECK(torch::equal(copy, t.contiguous()));
+    }
+  // The product gᵀ·x of a weight gradient: 300 tokens, 1100 outputs, 1024 inputs (wide enough to copy).
+  auto g = torch::randn({300, 1100}, torch::kFloat64), x = torch::randn({300, 1024}, torch::kFloat64);
+  auto a = g.to(torch::kBFloat16).t(), b = x.to(torch::kBFloat16);
+  auto exact = torch::mm(a.to(torch::kFloat64), b.to(torch::kFloat64));
+  auto row_major = mixlab::mm_row_major_operands(a, b), aten = torch::mm(a, b);
+  CHECK(torch::equal(row_major, at::cpu::mm(a.contiguous(), b)));
+  // bfloat16 output of float32 sums: within bfloat16's rounding of float64's product, as ATen's is.
+  CHECK(rel(row_major, exact) < 4e-3);
+  CHECK(rel(aten, exact) < 4e-3);
+  auto narrow = b.narrow(1, 0, 512).contiguous();  // too narrow to pay for the copy: ATen's product
+  // Which kernels aten::mm has for CPU, by the file that registered them.
+  auto mm_kernels = [] { return c10::Dispatcher::singleton().findSchemaOrThrow("aten::mm", "").dumpState(); };
+  CHECK(mm_kernels().find("row_major_matmul.cpp") == std::string::npos);
+  {
+    mixlab::RowMajorMatmulScope scope(true);
+    CHECK(mm_kernels().find("row_major_matmul.cpp") != std::string::npos);
+    CHECK(torch::equal(torch::mm(a, b), row_major));
+    auto out = torch::empty_like(row_major);  // mm.out: what a grouped matmul calls per group
+    CHECK(torch::equal(torch::mm_out(out, a, b), row_major));
+    CHECK(torch::equal(torch::mm(a, narrow), at::cpu::mm(a, narrow)));
+    CHECK(torch::equal(torch::mm(a.to(torch::kFloat32), b.to(torch::kFloat32)),
+                       at::cpu::mm(a.to(torch::kFloat32), b.to(torch::kFloat32))));
+  }
+  CHECK(torch::equal(torch::mm(a, b), aten));  // the scope's end restores ATen's kernel
+  CHECK(mm_kernels().find("row_major_matmul.cpp") == std::string::npos);
+  {
+    mixlab::RowMajorMatmulScope off(false);
+    CHECK(torch::equal(torch::mm(a, b), aten));
+  }
+  // Through autograd: a linear layer's weight gradient under bfloat16 autocast, as in training.
+  auto weight = torch::randn({1100, 1024}, torch::kFloat64) * 0.03;
+  auto weight_gradient = [&](bool row_major_scope) {
+    auto w = leaf(weight, torch::kFloat32), input = leaf(x, torch::kFloat32);
+    mixlab::RowMajorMatmulScope scope(row_major_scope);
+    at::autocast::set_autocast_dtype(torch::kCPU, torch::kBFloat16);
+    at::autocast::set_autocast_enabled(torch::kCPU, true);
+    auto y = torch::linear(input, w);
+    at::autocast::set_autocast_enabled(torch::kCPU, false), at::autocast::clear_cache();
+    (y.to(torch::kFloat32) * g).sum().backward();
+    return w.grad();
+  };
+  // Autocast multiplies bfloat16 roundings of the output gradient and of the input.
+  auto rounded = [](const torch::Tensor& t) { return t.to(torch::kBFloat16).to(torch::kFloat64); };
+  auto exact_grad = torch::mm(rounded(g).t(), rounded(x));
+  auto with_scope = weight_gradient(true), without = weight_gradient(false);
+  CHECK(rel(with_scope, exact_grad) < 1e-2);
+  CHECK(rel(with_scope, exact_grad) <= 1.5 * rel(without, exact_grad) + 1e-3);
 }
 
 TEST_CASE("a model with training.fused equals the reference model: logits and every parameter's gradient") {
