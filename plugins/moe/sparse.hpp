@@ -84,9 +84,9 @@ struct GroupedGemm {
     auto i = detail::sparse_info("grouped", "1.3.0",
                                  "mixture of experts: tokens sorted by expert, each projection one grouped matmul "
                                  "(at::_grouped_mm; float64 through the per-expert loop)");
-    // What an experiment gets without impl = "...": nothing padded, so its work follows the routing
-    // (in a d_model 512 Mixtral-style step 1.61x the tokens/s of `sparse`, whose padding to the
-    // largest group grows with the router's imbalance; bench/README.md).
+    // What an experiment gets without impl = "...": at most 63 rows padded per expert, so its work
+    // follows the routing (in a d_model 512 Mixtral-style step 1.61x the tokens/s of `sparse`, whose
+    // padding to the largest group grows with the router's imbalance; bench/README.md).
     i.caps |= MIXLAB_CAP_PREFERRED;
     return i;
   }
@@ -124,9 +124,9 @@ struct GroupedGemm {
 };
 
 // Each expert's rows copied into a zero-padded (E, M, d) batch, M the largest
-// count (rounded up as grouped's groups are), run as one bmm per projection, and the real rows read back. Padding rows
-// are zero, give zero, and are never read: wasted work is E·M - S rows, bounded by
-// the capacity when one is set.
+// count (rounded up as grouped's groups are), run as one bmm per projection, and
+// the real rows read back. Padding rows are zero, give zero, and are never read:
+// wasted work is E·M - S rows, bounded by the capacity when one is set.
 struct PaddedBatch {
   static ImplInfo info() {
     return detail::sparse_info("sparse", "1.3.0",
