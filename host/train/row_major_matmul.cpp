@@ -85,6 +85,17 @@ bool column_major(const torch::Tensor& t) {
   return t.dim() == 2 && t.size(0) > 1 && t.size(1) > 1 && t.stride(0) == 1 && t.stride(1) >= t.size(0);
 }
 
+// Whether a·b takes the row-major route.
+bool copies(const torch::Tensor& a, const torch::Tensor& b) {
+  return a.scalar_type() == torch::kBFloat16 && b.scalar_type() == torch::kBFloat16 && column_major(a) &&
+         b.dim() == 2 && a.numel() >= kMinCopied && b.size(1) >= kMinColumns;
+}
+
+// aten::mm.out, what at::_grouped_mm calls per group on the CPU (a mixture of experts' weight gradients).
+torch::Tensor& mm_out_row_major_operands(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& out) {
+  return at::cpu::mm_out(out, copies(a, b) ? row_major_copy(a) : a, b);
+}
+
 }  // namespace
 
 torch::Tensor row_major_copy(const torch::Tensor& t) {
@@ -107,28 +118,13 @@ torch::Tensor row_major_copy(const torch::Tensor& t) {
   return out;
 }
 
-namespace {
-
-// Whether a·b takes the row-major route.
-bool copies(const torch::Tensor& a, const torch::Tensor& b) {
-  return a.scalar_type() == torch::kBFloat16 && b.scalar_type() == torch::kBFloat16 && column_major(a) &&
-         b.dim() == 2 && a.numel() >= kMinCopied && b.size(1) >= kMinColumns;
-}
-
-// aten::mm.out, what at::_grouped_mm calls per group on the CPU (a mixture of experts' weight gradients).
-torch::Tensor& mm_out_row_major_operands(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor& out) {
-  return at::cpu::mm_out(out, copies(a, b) ? row_major_copy(a) : a, b);
-}
-
-}  // namespace
-
 torch::Tensor mm_row_major_operands(const torch::Tensor& a, const torch::Tensor& b) {
   return at::cpu::mm(copies(a, b) ? row_major_copy(a) : a, b);
 }
 
 RowMajorMatmulScope::RowMajorMatmulScope(bool enabled) {
   if (!enabled) return;
-  // The dispatcher warns once that a kernel replaces ATen's: expected here, so not shown.
+  // The dispatcher warns that a kernel replaces ATen's: expected here, so not shown.
   struct Quiet : c10::WarningHandler {
     void process(const c10::Warning&) override {}
   } quiet;
