@@ -70,13 +70,18 @@ __attribute__((target("avx2"))) void transpose_block_avx2(const uint16_t* src, i
                    full_cols);
 }
 
-const bool kHasAvx2 = __builtin_cpu_supports("avx2");
+// Asked when first needed, after __builtin_cpu_init: a static initializer may run before libgcc
+// has read the CPU's features.
+bool has_avx2() {
+  static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
+  return has;
+}
 #endif
 
 void transpose_block(const uint16_t* src, int64_t src_stride, uint16_t* dst, int64_t dst_stride, int64_t rows,
                      int64_t cols) {
 #if defined(__x86_64__)
-  if (kHasAvx2) return transpose_block_avx2(src, src_stride, dst, dst_stride, rows, cols);
+  if (has_avx2()) return transpose_block_avx2(src, src_stride, dst, dst_stride, rows, cols);
 #endif
   transpose_scalar(src, src_stride, dst, dst_stride, rows, cols);
 }

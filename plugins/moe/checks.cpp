@@ -469,8 +469,6 @@ CheckResult swiglu_fused_matches_float64(uint64_t seed) {
   return all_of(results);
 }
 
-// `kernels` fused and reference on the same weights: the dense `mlp` (float64 and float32) and
-// the `grouped` experts (float32), the output and every gradient.
 // Output, aux losses and gradients of a 4-expert top-2 layer with `kernels`, in x's dtype.
 template <typename Impl>
 std::vector<Tensor> with_kernels(const std::string& kernels, const Tensor& x, uint64_t seed) {
@@ -478,6 +476,8 @@ std::vector<Tensor> with_kernels(const std::string& kernels, const Tensor& x, ui
   return outputs_and_gradients(layer, testing::make_params(layer, x.scalar_type(), seed), x, seed);
 }
 
+// `kernels` fused and reference on the same weights: the dense `mlp` (float64 and float32), the
+// `grouped` experts (float32), and `grouped` and `sparse` in bfloat16, the output and every gradient.
 CheckResult kernels_equal_reference(uint64_t seed) {
   std::vector<CheckResult> results;
   auto compare = [&](const std::string& what, const auto& run, double tol) {
