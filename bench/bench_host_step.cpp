@@ -15,12 +15,12 @@
 #include "experiment/loader.hpp"
 #include "model/model.hpp"
 #include "runtime/registry.hpp"
+#include "train/autocast_scope.hpp"
 #include "train/fused_adamw.hpp"
 #include "train/lm_head_loss.hpp"
 #include "train/optimizer.hpp"
 #include "train/row_major_matmul.hpp"
 
-#include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
 
 #include <atomic>
@@ -40,6 +40,7 @@ struct Trainee {
 
 Trainee make(const std::filesystem::path& experiment, bool fused) {
   auto config = mixlab::load_experiment(experiment, {std::string("training.fused=") + (fused ? "true" : "false")});
+  config.job.plugin_path.push_back(mixlab::bench::default_plugin_dir().string());  // the bundled plugins
   auto registry = mixlab::experiment_registry(config);
   Trainee t;
   t.fused = fused;
@@ -62,11 +63,10 @@ std::vector<double> step(Trainee& t, const torch::Tensor& inputs, const torch::T
   t.optimizer->zero_grad();
   torch::Tensor loss;
   {
-    if (bf16) at::autocast::set_autocast_dtype(torch::kCPU, torch::kBFloat16), at::autocast::set_autocast_enabled(torch::kCPU, true);
+    mixlab::AutocastScope autocast(bf16, torch::kCPU);
     auto out = t.model->forward_features(inputs, true, 0);
     auto [sum, count] = mixlab::lm_head_loss(*t.model, out.features, targets, t.fused);
     loss = sum / static_cast<double>(count);
-    if (bf16) at::autocast::set_autocast_enabled(torch::kCPU, false), at::autocast::clear_cache();
   }
   lap();
   loss.backward();

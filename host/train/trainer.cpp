@@ -11,6 +11,7 @@
 #include "model/model.hpp"
 #include "model/readout.hpp"
 #include "runtime/registry.hpp"
+#include "train/autocast_scope.hpp"
 #include "train/checkpoint.hpp"
 #include "train/data_parallel.hpp"
 #include "train/evaluate.hpp"
@@ -36,8 +37,6 @@
 #include "util/sha256.hpp"
 #include "util/system_info.hpp"
 
-#include <ATen/autocast_mode.h>
-
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -62,24 +61,6 @@ torch::Device pick_device(const std::string& name, int local_rank) {
   return torch::kCPU;
 }
 
-// bfloat16 autocast for the forward pass (parameters and optimizer stay float32).
-class AutocastScope {
- public:
-  AutocastScope(bool enabled, torch::Device device) : enabled_(enabled), type_(device.type()) {
-    if (!enabled_) return;
-    at::autocast::set_autocast_dtype(type_, at::kBFloat16);
-    at::autocast::set_autocast_enabled(type_, true);
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-    at::autocast::set_autocast_enabled(type_, false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool enabled_;
-  at::DeviceType type_;
-};
 
 std::string human_time(double s) {
   char buf[32];

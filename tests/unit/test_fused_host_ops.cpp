@@ -12,6 +12,7 @@
 #include "model/model.hpp"
 #include "model/residual_norm.hpp"
 #include "runtime/registry.hpp"
+#include "train/autocast_scope.hpp"
 #include "train/checkpoint.hpp"
 #include "train/evaluate.hpp"
 #include "train/fused_adamw.hpp"
@@ -19,7 +20,6 @@
 #include "train/lr_schedule.hpp"
 #include "train/row_major_matmul.hpp"
 
-#include <ATen/autocast_mode.h>
 #include <ATen/ops/mm_cpu_dispatch.h>
 #include <doctest/doctest.h>
 
@@ -108,10 +108,9 @@ TEST_CASE("chunked cross-entropy equals the full-logits loss: value, feature and
     auto x = leaf(features, dtype), w = leaf(weight, dtype);
     mixlab::TokenLossSum r;
     {
-      if (autocast) at::autocast::set_autocast_dtype(torch::kCPU, torch::kBFloat16), at::autocast::set_autocast_enabled(torch::kCPU, true);
+      mixlab::AutocastScope scope(autocast, torch::kCPU);
       r = chunk > 0 ? mixlab::chunked_token_loss_sum(x, w, targets, chunk)
                     : mixlab::token_loss_sum(torch::linear(x, w), targets);
-      if (autocast) at::autocast::set_autocast_enabled(torch::kCPU, false), at::autocast::clear_cache();
     }
     r.first.backward();
     CHECK(r.second == 3 * 13 - 2);
@@ -264,10 +263,11 @@ TEST_CASE("row-major bfloat16 products: an exact copy, float64's product, and AT
   auto weight_gradient = [&](bool row_major_scope) {
     auto w = leaf(weight, torch::kFloat32), input = leaf(x, torch::kFloat32);
     mixlab::RowMajorMatmulScope scope(row_major_scope);
-    at::autocast::set_autocast_dtype(torch::kCPU, torch::kBFloat16);
-    at::autocast::set_autocast_enabled(torch::kCPU, true);
-    auto y = torch::linear(input, w);
-    at::autocast::set_autocast_enabled(torch::kCPU, false), at::autocast::clear_cache();
+    torch::Tensor y;
+    {
+      mixlab::AutocastScope autocast(true, torch::kCPU);
+      y = torch::linear(input, w);
+    }
     (y.to(torch::kFloat32) * g).sum().backward();
     return w.grad();
   };
