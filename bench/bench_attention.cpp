@@ -1,11 +1,13 @@
 // Attention implementations side by side: reference (T x T scores), flash
-// (tiled online softmax, recomputing backward) and sdpa (LibTorch's fused
-// kernel), loaded through the plugin ABI as a run loads them. For each T:
-// forward time, forward+backward time, and peak extra resident memory of a
-// forward+backward; memory per doubling of T shows flash linear, reference
-// quadratic.
+// (tiled online softmax, recomputing backward), sdpa (LibTorch's fused
+// kernel) and sdpa with kernels = "reference" (LibTorch's own backward where
+// the fused form has its own: causal bfloat16 on the CPU), loaded through the
+// plugin ABI as a run loads them. For each T: forward time, forward+backward
+// time, and peak extra resident memory of a forward+backward; memory per
+// doubling of T shows flash linear, reference quadratic.
 //
-//   bench_attention [--max-t 2048] [--rounds 3] [--d-model 256] [--heads 4]
+//   bench_attention [--min-t 256] [--max-t 2048] [--rounds 3] [--d-model 256]
+//                   [--heads 4] [--batch 1] [--dtype float32|bfloat16]
 //                   [--window W] [--tile N] [--plugins DIR] [--markdown FILE]
 #include "bench_util.hpp"
 
@@ -22,10 +24,13 @@ using namespace mixlab::bench;
 namespace {
 
 struct Options {
+  int64_t min_t = 256;
   int64_t max_t = 2048;
   int rounds = 3;
   int64_t d_model = 256;
   int64_t heads = 4;
+  int64_t batch = 1;
+  std::string dtype = "float32";
   int64_t window = 0;
   int64_t tile = 0;  // 0: the plugin's default flash_tile
   std::filesystem::path plugins = mixlab::bench::default_plugin_dir();
@@ -35,10 +40,13 @@ struct Options {
 Options parse(int argc, char** argv) {
   Options o;
   CLI::App app{"attention: reference vs flash vs sdpa, time and peak memory against T"};
-  app.add_option("--max-t", o.max_t, "largest T (from 256, doubling)");
+  app.add_option("--min-t", o.min_t, "smallest T (doubling from it)");
+  app.add_option("--max-t", o.max_t, "largest T");
   app.add_option("--rounds", o.rounds, "interleaved timing rounds");
   app.add_option("--d-model", o.d_model, "model width");
   app.add_option("--heads", o.heads, "attention heads");
+  app.add_option("--batch", o.batch, "sequences per call");
+  app.add_option("--dtype", o.dtype, "parameters and activations")->check(CLI::IsMember({"float32", "bfloat16"}));
   app.add_option("--window", o.window, "sliding window (0: global)");
   app.add_option("--tile", o.tile, "flash tile (0: the plugin's default)");
   app.add_option("--plugins", o.plugins, "plugin folder");
@@ -54,27 +62,35 @@ int main(int argc, char** argv) try {
   torch::manual_seed(0);
   Registry registry;
   registry.add_folder(o.plugins);
+  const auto dtype = o.dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
   std::string config = "{\"n_heads\": " + std::to_string(o.heads) +
                        (o.window > 0 ? ", \"window\": " + std::to_string(o.window) : "") +
-                       (o.tile > 0 ? ", \"flash_tile\": " + std::to_string(o.tile) : "") + "}";
-  const std::vector<std::string> impls{"reference", "flash", "sdpa"};
+                       (o.tile > 0 ? ", \"flash_tile\": " + std::to_string(o.tile) : "");
+  struct Candidate {
+    std::string label, impl, extra;
+  };
+  const std::vector<Candidate> impls{{"reference", "reference", ""},
+                                     {"flash", "flash", ""},
+                                     {"sdpa", "sdpa", ""},
+                                     {"sdpa, kernels reference", "sdpa", ", \"kernels\": \"reference\""}};
   std::vector<std::shared_ptr<PluginInstance>> instances;
   std::vector<std::vector<torch::Tensor>> params;
-  for (const auto& impl : impls) {
-    instances.push_back(PluginInstance::create(registry.select({"attention", impl, std::nullopt}), o.d_model,
-                                               o.max_t, config));
-    params.push_back(instances.back()->init_params(torch::kFloat32, torch::kCPU, 1, 0.02));
+  for (const auto& c : impls) {
+    instances.push_back(PluginInstance::create(registry.select({"attention", c.impl, std::nullopt}), o.d_model,
+                                               o.max_t, config + c.extra + "}"));
+    params.push_back(instances.back()->init_params(dtype, torch::kCPU, 1, 0.02));
   }
-  std::cout << "attention, float32, CPU, batch 1, d_model " << o.d_model << ", config " << config << ", "
-            << torch::get_num_threads() << " threads, median of " << o.rounds << " interleaved rounds\n\n";
+  std::cout << "attention, " << o.dtype << ", CPU, batch " << o.batch << ", d_model " << o.d_model << ", config "
+            << config << "}, " << torch::get_num_threads() << " threads, median of " << o.rounds
+            << " interleaved rounds\n\n";
 
   // Two passes: times with the allocator as a run has it; then memory with
   // every buffer of a page or more mmapped and free heap pages trimmed, so
   // that the resident high-water mark of one call measures that call.
   std::vector<int64_t> lengths;
-  for (int64_t T = 256; T <= o.max_t; T *= 2) lengths.push_back(T);
+  for (int64_t T = o.min_t; T <= o.max_t; T *= 2) lengths.push_back(T);
   auto candidates = [&](int64_t T, bool train) {
-    auto x = torch::randn({1, T, o.d_model}), gy = torch::randn({1, T, o.d_model});
+    auto x = torch::randn({o.batch, T, o.d_model}).to(dtype), gy = torch::randn({o.batch, T, o.d_model}).to(dtype);
     std::vector<std::function<void()>> out;
     for (size_t i = 0; i < impls.size(); ++i)
       out.push_back([&, i, x, gy, train] {
@@ -107,7 +123,7 @@ int main(int argc, char** argv) try {
   Table table({"T", "impl", "fwd ms", "fwd+bwd ms", "fwd+bwd vs reference", "peak extra MiB", "MiB x per 2x T"});
   for (size_t t = 0; t < lengths.size(); ++t)
     for (size_t i = 0; i < impls.size(); ++i)
-      table.add({std::to_string(lengths[t]), impls[i], fmt(fwd[t][i] * 1e3), fmt(train[t][i] * 1e3),
+      table.add({std::to_string(lengths[t]), impls[i].label, fmt(fwd[t][i] * 1e3), fmt(train[t][i] * 1e3),
                  fmt(train[t][i] / train[t][0], 2), fmt(mib[t][i], 4),
                  t == 0 || mib[t - 1][i] <= 0 ? "-" : fmt(mib[t][i] / mib[t - 1][i], 3)});
   table.print();

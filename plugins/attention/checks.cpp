@@ -207,49 +207,61 @@ CheckResult fused_kernels_equal_reference(uint64_t seed) {
   return mt::all_of(results);
 }
 
-// Causal bfloat16 `sdpa` on the CPU with kernels = "fused" takes flash_float32_backward.hpp's
-// float32 backward. The function alone: its gradients of q, k, v against a float64 softmax
-// attention, relative RMS at 1e-2 (bfloat16: unit roundoff 3.9e-3), LibTorch's own bfloat16
-// backward held to the same bound beside it. The whole layer, fused and reference kernels: y and
-// the gradients of x and every parameter against `reference` in float64, at 5e-2 (each weight's
-// gradient sums B T bfloat16 products; both kernels measure 1.2-1.3e-2 on kernel_configs()).
-CheckResult sdpa_bfloat16_float32_backward(uint64_t seed) {
+// Causal bfloat16 `sdpa` on the CPU with kernels = "fused" takes flash_bfloat16.hpp's forward and
+// backward. The backwards alone (the AMX kernel where the CPU has AMX, and the float32 form), on
+// shapes with a partial tile in T and in D, two tiles and two panels of D, and strided q, k, v
+// (heads of a (B, T, H, D) tensor): dq, dk, dv against a float64 softmax attention at relative RMS
+// 1e-2 (bfloat16: unit roundoff 3.9e-3), LibTorch's own bfloat16 backward held to the same bound
+// beside them. The whole layer, fused and reference kernels: y and the gradients of x and every
+// parameter against `reference` in float64, at 5e-2 (each weight's gradient sums B T bfloat16
+// products; both kernels measure 1.2-1.3e-2 on kernel_configs()).
+CheckResult sdpa_bfloat16_backward(uint64_t seed) {
   const int64_t T = 45;
   const double scale = 0.3;
   std::vector<CheckResult> results;
-  std::vector<Tensor> qkv;
-  for (uint64_t i = 0; i < 3; ++i) qkv.push_back(normal({kBatch, 4, T, 16}, torch::kBFloat16, seed + i));
-  auto g = normal({kBatch, 4, T, 16}, torch::kBFloat16, seed + 3);
-  results.push_back(mt::expect_close("the float32 backward applies to bfloat16 on the CPU (1: it does not)",
-                                     CausalFlashFloat32Backward::applies(qkv[0]) ? 0.0 : 1.0, 0.0));
-  auto gradients = [&](const std::function<Tensor(const std::vector<Tensor>&)>& attend, torch::ScalarType dtype) {
-    std::vector<Tensor> in;
-    for (const auto& t : qkv) in.push_back(t.to(dtype, false, /*copy=*/true).requires_grad_(true));
-    (attend(in) * g.to(dtype)).sum().backward();
-    return std::vector<Tensor>{in[0].grad(), in[1].grad(), in[2].grad()};
+  results.push_back(mt::expect_close("the fused form applies to bfloat16 on the CPU (1: it does not)",
+                                     CausalFlashBfloat16::applies(torch::zeros({1}, torch::kBFloat16)) ? 0.0 : 1.0,
+                                     0.0));
+  struct Shape {
+    int64_t T, D;
+    bool strided;
   };
-  auto want = gradients(
-      [&](const std::vector<Tensor>& in) {
-        auto scores = torch::matmul(in[0], in[1].transpose(-1, -2)) * scale;
-        auto hidden = torch::ones({T, T}, torch::kBool).triu(1);
-        return torch::matmul(scores.masked_fill(hidden, -INFINITY).softmax(-1), in[2]);
-      },
-      torch::kFloat64);
-  auto fused = gradients(
-      [&](const std::vector<Tensor>& in) { return CausalFlashFloat32Backward::apply(in[0], in[1], in[2], scale); },
-      torch::kBFloat16);
-  auto stock = gradients(
-      [&](const std::vector<Tensor>& in) {
-        return torch::scaled_dot_product_attention(in[0], in[1], in[2], {}, 0.0, true, scale);
-      },
-      torch::kBFloat16);
-  const char* names[] = {"dq", "dk", "dv"};
-  for (int i = 0; i < 3; ++i) {
-    results.push_back(mt::expect_close(std::string("float32 backward ") + names[i] + " relative RMS vs float64",
-                                       mt::relative_rms(fused[i].to(torch::kFloat64), want[i]), 1e-2));
-    results.push_back(mt::expect_close(std::string("LibTorch's bfloat16 backward ") + names[i] +
-                                           " relative RMS vs float64",
-                                       mt::relative_rms(stock[i].to(torch::kFloat64), want[i]), 1e-2));
+  for (const Shape shape : {Shape{45, 16, false}, Shape{130, 80, true}, Shape{64, 64, false}}) {
+    const std::string at = "T " + std::to_string(shape.T) + ", head " + std::to_string(shape.D) +
+                           (shape.strided ? ", strided" : "") + ": ";
+    std::vector<Tensor> qkv;
+    for (uint64_t i = 0; i < 3; ++i) {
+      auto t = normal({kBatch, shape.T, 3, shape.D}, torch::kBFloat16, seed + i).transpose(1, 2);
+      qkv.push_back(shape.strided ? t : t.contiguous());
+    }
+    auto g = normal({kBatch, 3, shape.T, shape.D}, torch::kBFloat16, seed + 3);
+    std::vector<Tensor> in64;
+    for (const auto& t : qkv) in64.push_back(t.to(torch::kFloat64).requires_grad_(true));
+    auto hidden = torch::ones({shape.T, shape.T}, torch::kBool).triu(1);
+    auto scores = torch::matmul(in64[0], in64[1].transpose(-1, -2)) * scale;
+    (torch::matmul(scores.masked_fill(hidden, -INFINITY).softmax(-1), in64[2]) * g.to(torch::kFloat64))
+        .sum()
+        .backward();
+    auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(qkv[0], qkv[1], qkv[2], 0.0, true, {}, scale);
+    using Backward = std::function<std::tuple<Tensor, Tensor, Tensor>()>;
+    std::vector<std::pair<std::string, Backward>> backwards{
+        {"float32 backward",
+         [&] { return CausalFlashBfloat16::backward_float32(g, qkv[0], qkv[1], qkv[2], out, lse, scale); }},
+        {"LibTorch's bfloat16 backward", [&] {
+           return at::_scaled_dot_product_flash_attention_for_cpu_backward(g, qkv[0], qkv[1], qkv[2], out, lse, 0.0,
+                                                                          true, {}, scale);
+         }}};
+    if (amx_attention_backward_available())
+      backwards.push_back(
+          {"AMX backward", [&] { return causal_attention_backward_amx(g, qkv[0], qkv[1], qkv[2], out, lse, scale); }});
+    for (const auto& [name, backward] : backwards) {
+      auto [dq, dk, dv] = backward();
+      const Tensor got[] = {dq, dk, dv};
+      const char* names[] = {" dq", " dk", " dv"};
+      for (int i = 0; i < 3; ++i)
+        results.push_back(mt::expect_close(at + name + names[i] + " relative RMS vs float64",
+                                           mt::relative_rms(got[i].to(torch::kFloat64), in64[i].grad()), 1e-2));
+    }
   }
   for (const auto& [name, open] : kernel_configs()) {
     auto reference = run<Reference>(with_kernels(open, "reference"), torch::kFloat64, T, seed);
@@ -328,7 +340,7 @@ std::vector<Check> family_checks() {
       {"rope_shift_invariance", rope_shift_invariance},
       {"rope_linear_scaling", rope_linear_scaling},
       {"fused_kernels_equal_reference", fused_kernels_equal_reference},
-      {"sdpa_bfloat16_float32_backward", sdpa_bfloat16_float32_backward},
+      {"sdpa_bfloat16_backward", sdpa_bfloat16_backward},
       {"decode_equals_forward_across_window",
        [](uint64_t s) {
          return mt::all_of({decode_across_window<Reference>("reference", s), decode_across_window<Flash>("flash", s),

@@ -158,6 +158,7 @@ class FlashAttention : public torch::autograd::Function<FlashAttention> {
 
 struct Flash {
   static constexpr const char* impl = "flash";
+  static constexpr const char* version = "1.0.0";
   static constexpr const char* description =
       "tiled online-softmax attention (FlashAttention-2 forward and recomputing backward in torch ops): "
       "memory linear in T, tiles outside the window skipped";

@@ -12,7 +12,7 @@ template <class Core>
 class Attention : public Module {
  public:
   static ImplInfo info() {
-    ImplInfo i{MIXLAB_FAMILY_MIXER, "attention", Core::impl, "1.0.0", Core::description};
+    ImplInfo i{MIXLAB_FAMILY_MIXER, "attention", Core::impl, Core::version, Core::description};
     i.caps |= MIXLAB_CAP_DECODE;
     // Without impl = "...", an experiment gets LibTorch's fused kernels.
     if (std::string_view(Core::impl) == "sdpa") i.caps |= MIXLAB_CAP_PREFERRED;

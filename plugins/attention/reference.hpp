@@ -25,6 +25,7 @@ inline torch::Tensor attend_naive(const torch::Tensor& q, const torch::Tensor& k
 
 struct Reference {
   static constexpr const char* impl = "reference";
+  static constexpr const char* version = "1.0.0";
   static constexpr const char* description =
       "naive attention: T x T scores materialised (HF eager); GQA, RoPE, sliding window";
 
