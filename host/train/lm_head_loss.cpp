@@ -28,9 +28,10 @@ torch::Tensor chunk_logits(const torch::Tensor& rows, const torch::Tensor& weigh
 struct ChunkedCrossEntropy : public torch::autograd::Function<ChunkedCrossEntropy> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& features, const torch::Tensor& weight,
                                const torch::Tensor& targets, int64_t chunk) {
-    // Our own dtypes below; autocast must not re-cast them.
-    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    // Autocast's dtype is read first: is_autocast_enabled() reads the very dispatch keys that the
+    // guard then excludes, so that autocast does not re-cast our own dtypes below.
     const auto dtype = product_dtype(features, weight);
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     TORCH_CHECK(chunk > 0, "chunked_token_loss_sum: chunk_tokens must be > 0");
     const int64_t d = features.size(-1), n = features.numel() / std::max<int64_t>(1, d);
     auto x = features.reshape({n, d});
