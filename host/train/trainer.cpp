@@ -61,7 +61,6 @@ torch::Device pick_device(const std::string& name, int local_rank) {
   return torch::kCPU;
 }
 
-
 std::string human_time(double s) {
   char buf[32];
   if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s / 3600), static_cast<int>(s) % 3600 / 60);

@@ -71,9 +71,10 @@ void product(int64_t M, int64_t N, int64_t K, const Scalar* A, int64_t lda, cons
     TORCH_CHECK(false, "causal_attention_backward_amx: this LibTorch's brgemm takes no B layout");
 }
 
-void transpose_tile(const BFloat16* src, BFloat16* dst) {
-  fbgemm::transpose_simd<uint16_t>(kTile, kTile, reinterpret_cast<const uint16_t*>(src), kTile,
-                                   reinterpret_cast<uint16_t*>(dst), kTile);
+// dst (cols x rows, row stride ld_dst) = the transpose of src (rows x cols, row stride ld_src).
+void transpose(const BFloat16* src, int64_t rows, int64_t cols, int64_t ld_src, BFloat16* dst, int64_t ld_dst) {
+  fbgemm::transpose_simd<uint16_t>(rows, cols, reinterpret_cast<const uint16_t*>(src), ld_src,
+                                   reinterpret_cast<uint16_t*>(dst), ld_dst);
 }
 
 // The vector helpers below, compiled for AVX-512 whatever the build's flags: they run only where
@@ -171,8 +172,7 @@ struct Workspace {
 
   // Rows [r0, r0 + 64) of a padded copy, transposed: one Dp x 64 panel.
   void pack_rows_transposed(const std::vector<BFloat16>& src, int64_t r0, BFloat16* dst) {
-    fbgemm::transpose_simd<uint16_t>(kTile, Dp, reinterpret_cast<const uint16_t*>(src.data() + r0 * Dp), Dp,
-                                     reinterpret_cast<uint16_t*>(block.data()), kTile);
+    transpose(src.data() + r0 * Dp, kTile, Dp, Dp, block.data(), kTile);
     pack_panel(block.data(), Dp, kTile, dst);
   }
 
@@ -211,8 +211,8 @@ struct Workspace {
         product(kTile, kTile, Dp, dout.data() + i * Dp, Dp, vt_packed.data() + j * Dp, dp.data(), kTile, false);
         softmax_gradient_tile(s.data(), dp.data(), lse.data() + i, delta.data() + i, scale, T - i, i == j, p.data(),
                               ds.data());
-        transpose_tile(p.data(), pt.data());
-        transpose_tile(ds.data(), dst.data());
+        transpose(p.data(), kTile, kTile, kTile, pt.data(), kTile);
+        transpose(ds.data(), kTile, kTile, kTile, dst.data(), kTile);
         for (int64_t c = 0; c < chunks; ++c) {
           const int64_t w = std::min(kPanel, Dp - c * kPanel), panel = i * Dp + c * kPanel * kTile;
           product(kTile, w, kTile, pt.data(), kTile, dout_packed.data() + panel, dv.data() + c * kPanel, Dp, i > j);
